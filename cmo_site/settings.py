@@ -1,0 +1,222 @@
+"""CMO settings, read from the environment.
+
+Embedded default (no DATABASE_URL, no REDIS_URL): a SQLite file under var/,
+an in-process channel layer and artifacts on the filesystem. Production:
+DATABASE_URL=postgres://..., REDIS_URL=redis://..., SECRET_KEY, DEBUG=false.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from cmo_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CMO_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", True)
+_DEV_SECRET = "cmo-embedded-development-key-not-for-production"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
+if not DEBUG and SECRET_KEY == _DEV_SECRET:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (the development key is refused)")
+if not DEBUG and len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters when DEBUG is off")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "runs",
+    "replay",
+    "approvals",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cmo_site.urls"
+ASGI_APPLICATION = "cmo_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -----------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CMO_DB_CONN_MAX_AGE", 60, minimum=0))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+    if _db.get("ENGINE") == "django.db.backends.postgresql":
+        _db.setdefault("OPTIONS", {})
+        _db["CONN_HEALTH_CHECKS"] = True
+        # A pool per process (psycopg_pool): runner threads check a connection out
+        # only for a checkpoint write, so 32 runs in flight need far fewer than 32.
+        CMO_DB_POOL_SIZE = env_int("CMO_DB_POOL_SIZE", 8, minimum=0)
+        if CMO_DB_POOL_SIZE:
+            _db["CONN_MAX_AGE"] = 0
+            _db["CONN_HEALTH_CHECKS"] = False  # the pool hands out healthy connections; writes retry
+            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": CMO_DB_POOL_SIZE, "timeout": 60}
+        _db.setdefault("TEST", {})["NAME"] = env_str("CMO_TEST_DB_NAME", "") or None
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(VAR_DIR / "cmo.sqlite3"),
+        # WAL lets the web server read while a worker commits; IMMEDIATE avoids
+        # lock upgrades that SQLite would otherwise fail with "database is locked".
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        # A file, not memory: tests run worker threads that each open a connection.
+        "TEST": {"NAME": env_str("CMO_TEST_SQLITE", str(VAR_DIR / "test-cmo.sqlite3"))},
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- channel layer --------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # redis-py 8 defaults to a 5 s socket timeout, equal to channels-redis's
+            # blocking read: idle workers would die (django/channels_redis#422).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 1000, "expiry": 60},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- storage --------------------------------------------------------------------
+STORAGE_BACKEND = env_choice("CMO_STORAGE", "filesystem", ["filesystem", "s3"])
+MEDIA_ROOT = Path(env_str("CMO_MEDIA_ROOT", str(VAR_DIR / "artifacts")))
+MEDIA_URL = "/media/"
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("CMO_S3_BUCKET", "cmo"),
+            "endpoint_url": env_str("CMO_S3_ENDPOINT_URL", "") or None,
+            "access_key": env_str("CMO_S3_ACCESS_KEY", "") or None,
+            "secret_key": env_str("CMO_S3_SECRET_KEY", "") or None,
+            "region_name": env_str("CMO_S3_REGION", "") or None,
+            "addressing_style": env_str("CMO_S3_ADDRESSING_STYLE", "") or None,
+            "file_overwrite": True,
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    }
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+
+# --- auth and security ----------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("CMO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- the engine -----------------------------------------------------------------
+# Modules that define graphs, nodes and specialists; imported by the runs app.
+CMO_GRAPH_MODULES = env_list("CMO_GRAPH_MODULES", ["runs.demo"])
+CMO_WORKER_CHANNEL = "cmo.runs"
+CMO_LEASE_SECONDS = env_float("CMO_LEASE_SECONDS", 30.0, minimum=1.0)
+CMO_POLL_SECONDS = env_float("CMO_POLL_SECONDS", 2.0, minimum=0.05)
+CMO_WORKER_CONCURRENCY = env_int("CMO_WORKER_CONCURRENCY", 4, minimum=1)
+CMO_SWEEP_SECONDS = env_float("CMO_SWEEP_SECONDS", 5.0, minimum=0.1)
+# A runner gives a run back to the queue after this many steps, so a 10,000-step run
+# cannot starve runs submitted after it.
+CMO_STEPS_PER_SLICE = env_int("CMO_STEPS_PER_SLICE", 100, minimum=1)
+CMO_BLOB_THRESHOLD = env_int("CMO_BLOB_THRESHOLD", 64 * 1024, minimum=1024)
+CMO_DEFAULT_MAX_STEPS = env_int("CMO_DEFAULT_MAX_STEPS", 1000, minimum=1)
+try:
+    CMO_MCP_SERVERS = json.loads(env_str("CMO_MCP_SERVERS", "{}"))
+except json.JSONDecodeError as exc:
+    raise ImproperlyConfigured(f"CMO_MCP_SERVERS must be a JSON object: {exc}") from None
+if not isinstance(CMO_MCP_SERVERS, dict):
+    raise ImproperlyConfigured("CMO_MCP_SERVERS must be a JSON object of name -> server config")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("CMO_LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- approvals and policies -------------------------------------------------------
+# Hours a pending approval waits before it expires, by risk level: "critical=4,high=4,medium=8,low=24".
+CMO_APPROVAL_EXPIRY_HOURS = {"critical": 4.0, "high": 4.0, "medium": 8.0, "low": 24.0}
+for _item in env_list("CMO_APPROVAL_EXPIRY_HOURS", []):
+    _level, _, _hours = _item.partition("=")
+    if _level.strip() not in CMO_APPROVAL_EXPIRY_HOURS:
+        raise ImproperlyConfigured(
+            f"CMO_APPROVAL_EXPIRY_HOURS: unknown level {_level.strip()!r} (use critical, high, medium, low)"
+        )
+    try:
+        CMO_APPROVAL_EXPIRY_HOURS[_level.strip()] = float(_hours)
+    except ValueError:
+        raise ImproperlyConfigured(f"CMO_APPROVAL_EXPIRY_HOURS: {_item!r} is not level=hours") from None
+    if CMO_APPROVAL_EXPIRY_HOURS[_level.strip()] <= 0:
+        raise ImproperlyConfigured(f"CMO_APPROVAL_EXPIRY_HOURS: {_item!r} must be a positive number of hours")
+# How long the policy engine trusts its copy of the specialist registry before re-reading it.
+CMO_POLICY_REGISTRY_TTL = env_float("CMO_POLICY_REGISTRY_TTL", 5.0, minimum=0.0)

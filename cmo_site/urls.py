@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from cmo_site.health import health
+
+admin.site.site_header = "CMO administration"
+admin.site.site_title = "CMO"
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("login/", auth_views.LoginView.as_view(template_name="runs/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("", include("runs.urls")),
+]

@@ -1,0 +1,373 @@
+"""Replay: a run's steps, the state at step N, verification, comparison and forks.
+
+The CLI (``manage.py replay``), the pages and the API all call these.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from django.db import transaction
+
+from replay.diffing import state_diff
+from runs.engine.checkpointer import ActivityRecord, RunSnapshot
+from runs.engine.graph import END, NODES
+from runs.engine.hashing import json_hash, normalize
+from runs.engine.replay import Replayed, reexecute
+from runs.engine.validation import route
+from runs.models import Activity, Graph, Run, Step
+from runs.selectors import step_state, step_states
+from runs.services.checkpoint import activity_record, run_snapshot
+from runs.services.dispatch import run_wake
+from runs.services.events import run_event_add
+
+
+class ReplayError(ValueError):
+    """A replay request that cannot be served (no such step, a fork past the end, ...)."""
+
+
+def _activities_by_step(run: Run) -> dict[int, dict[int, ActivityRecord]]:
+    grouped: dict[int, dict[int, ActivityRecord]] = {}
+    for a in Activity.objects.filter(run=run).order_by("step", "seq"):
+        grouped.setdefault(a.step, {})[a.seq] = activity_record(a)
+    return grouped
+
+
+def _activity_dict(record: ActivityRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "type": record.type,
+        "status": record.status,
+        "request": record.request,
+        "response": record.response,
+        "error": record.error,
+        "duration_ms": round(record.duration_ms, 3),
+    }
+
+
+def run_steps(*, run: Run) -> list[dict[str, Any]]:
+    """The run's steps for a table: node, edge, hashes, duration and activities."""
+    grouped = _activities_by_step(run)
+    rows = []
+    for s in Step.objects.filter(run=run).order_by("index"):
+        acts = grouped.get(s.index, {})
+        rows.append(
+            {
+                "index": s.index,
+                "node": s.node,
+                "attempt": s.attempt,
+                "edge": s.edge,
+                "state_hash": s.state_hash,
+                "input_hash": s.input_hash,
+                "output_hash": s.output_hash,
+                "duration_ms": round(s.duration_ms, 3),
+                "error": s.error,
+                "activities": [_activity_dict(a) for a in acts.values()],
+            }
+        )
+    return rows
+
+
+def replay_to(*, run: Run, index: int) -> dict[str, Any]:
+    """The state after step ``index`` and that step's activities, from the checkpoints."""
+    states = step_states(run_id=run.pk)
+    if index not in states:
+        known = f"{min(states)}..{max(states)}" if states else "none"
+        raise ReplayError(f"run {run.trace_id} has no step {index} (steps: {known})")
+    step = Step.objects.get(run=run, index=index)
+    acts = _activities_by_step(run).get(index, {})
+    return {
+        "trace_id": run.trace_id,
+        "index": index,
+        "node": step.node,
+        "edge": step.edge,
+        "state": states[index],
+        "state_hash": step.state_hash,
+        "activities": [_activity_dict(a) for a in acts.values()],
+    }
+
+
+# -- verification -------------------------------------------------------------------
+
+
+@dataclass
+class StepCheck:
+    index: int
+    node: str
+    status: str  # "match", "mismatch", "unchecked"
+    cause: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    trace_id: str
+    ok: bool
+    steps: list[StepCheck]
+    first_divergence: StepCheck | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _snapshot(run: Run) -> RunSnapshot:
+    """Verification re-executes steps one by one; the position fields are per step, not the run's."""
+    return replace(run_snapshot(run, state=None), step_index=0, node=None, attempt=1, deadline=None)
+
+
+def _latest_version(name: str) -> int | None:
+    latest = Graph.objects.filter(name=name).order_by("-version").values_list("version", flat=True).first()
+    return int(latest) if latest is not None else None
+
+
+def run_verify(*, run: Run) -> VerifyReport:
+    """Re-execute every step against its recorded activities (no effects) and compare hashes.
+
+    Stops at the first divergence and names its cause: the node's code changed,
+    it asked for a different (or a new) activity, it is non-deterministic (two
+    re-executions disagree), or it produced a different state.
+    """
+    states = step_states(run_id=run.pk)
+    grouped = _activities_by_step(run)
+    snapshot = _snapshot(run)
+    checks: list[StepCheck] = []
+    first: StepCheck | None = None
+    previous_state: Any = run.input
+    for step in Step.objects.filter(run=run).order_by("index"):
+        if first is not None:
+            checks.append(StepCheck(step.index, step.node, "unchecked"))
+            continue
+        check = _verify_step(run, snapshot, step, previous_state, grouped.get(step.index, {}))
+        checks.append(check)
+        if check.status == "mismatch":
+            first = check
+        previous_state = states[step.index]
+    return VerifyReport(trace_id=run.trace_id, ok=first is None, steps=checks, first_divergence=first)
+
+
+def _verify_step(
+    run: Run, snapshot: RunSnapshot, step: Step, input_state: Any, records: dict[int, ActivityRecord]
+) -> StepCheck:
+    spec = NODES.get(step.node)
+    if spec is None:
+        return StepCheck(
+            step.index,
+            step.node,
+            "mismatch",
+            "node_missing",
+            {"message": f"node {step.node!r} is not registered in this installation"},
+        )
+    recorded_hash = run.graph.node_hashes.get(step.node, "")
+    code = {}
+    if recorded_hash and spec.source_hash != recorded_hash:
+        code = {
+            "recorded_source_hash": recorded_hash,
+            "current_source_hash": spec.source_hash,
+            "run_graph_version": run.graph.version,
+            "latest_graph_version": _latest_version(run.graph.name),
+        }
+    if json_hash(input_state) != step.input_hash:
+        return StepCheck(
+            step.index,
+            step.node,
+            "mismatch",
+            "input_changed",
+            {"message": "the state before this step does not hash to the recorded input hash"},
+        )
+    first = reexecute(spec, snapshot=snapshot, step=step, input_state=input_state, records=records)
+    if _matches(step, first, records):
+        return StepCheck(step.index, step.node, "match")
+    return _explain(run, snapshot, step, input_state, records, first, code)
+
+
+def _matches(step: Step, replayed: Replayed, records: dict[int, ActivityRecord]) -> bool:
+    if step.error:
+        return replayed.error_kind == "node_error"
+    return (
+        not replayed.error
+        and replayed.state_hash == step.state_hash
+        and replayed.output_hash == step.output_hash
+        and replayed.edge == step.edge
+        and replayed.activities_used == len(records)
+    )
+
+
+def _explain(
+    run: Run,
+    snapshot: RunSnapshot,
+    step: Step,
+    input_state: Any,
+    records: dict[int, ActivityRecord],
+    first: Replayed,
+    code: dict[str, Any],
+) -> StepCheck:
+    detail: dict[str, Any] = {}
+    if code:
+        detail["code_changed"] = code
+    spec = NODES.get(step.node)
+    assert spec is not None
+    second = reexecute(spec, snapshot=snapshot, step=step, input_state=input_state, records=records)
+    if (first.state_hash, first.error, first.edge) != (second.state_hash, second.error, second.edge):
+        detail["message"] = "two re-executions of the node disagree: it reads something that is not recorded"
+        detail["diff_between_reexecutions"] = state_diff(first.state, second.state)
+        return StepCheck(step.index, step.node, "mismatch", "non_deterministic", detail)
+    if first.error_kind == "non_determinism":
+        detail.update(message="the node asked for a different activity than the one recorded", **first.mismatch)
+        return StepCheck(step.index, step.node, "mismatch", "activity_changed", detail)
+    if first.error_kind == "replay_miss" or first.activities_used != len(records):
+        detail.update(
+            message=first.error
+            or (f"the node used {first.activities_used} activities; the run recorded {len(records)}")
+        )
+        return StepCheck(step.index, step.node, "mismatch", "activity_changed", detail)
+    if first.error:
+        detail["message"] = f"the node now fails: {first.error}"
+        return StepCheck(step.index, step.node, "mismatch", "code_changed" if code else "node_error", detail)
+    detail["diff"] = state_diff(step_state(run_id=run.pk, index=step.index), first.state)
+    if first.edge != step.edge:
+        detail["edge"] = {"recorded": step.edge, "replayed": first.edge}
+    detail["message"] = "the node produced a different result"
+    return StepCheck(step.index, step.node, "mismatch", "code_changed" if code else "state_changed", detail)
+
+
+# -- comparison ---------------------------------------------------------------------
+
+
+@dataclass
+class ComparePair:
+    left: int | None
+    right: int | None
+    node: str
+    match: bool
+    diff: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CompareReport:
+    left: str
+    right: str
+    match_percent: float
+    first_divergence: ComparePair | None
+    pairs: list[ComparePair]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _history(run: Run) -> list[tuple[int, str, str, Any]]:
+    """(index, node, state hash, state) of every step of the run's history, a fork's inherited steps included."""
+    own = list(Step.objects.filter(run=run).order_by("index").values_list("index", "node", "state_hash"))
+    states = step_states(run_id=run.pk)
+    history = [(i, n, h, states[i]) for i, n, h in own]
+    if run.parent_id is not None and run.parent_step is not None:
+        parent = Run.objects.get(pk=run.parent_id)
+        inherited = [s for s in _history(parent) if s[0] <= run.parent_step]
+        history = inherited + [s for s in history if s[0] > run.parent_step]
+    return history
+
+
+def run_compare(*, left: Run, right: Run) -> CompareReport:
+    """Align two runs step by step and compare their states.
+
+    Steps pair by index while both runs ran the same node; from the first index
+    where their paths differ, the rest pairs by node sequence (difflib). A fork
+    includes the steps it inherited from its parent. Works across graph
+    versions: only node names and states are compared.
+    """
+    a, b = _history(left), _history(right)
+    pairs: list[ComparePair] = []
+    k = 0
+    while k < min(len(a), len(b)) and a[k][0] == b[k][0] and a[k][1] == b[k][1]:
+        pairs.append(_pair(a[k], b[k]))
+        k += 1
+    rest_a, rest_b = a[k:], b[k:]
+    matcher = difflib.SequenceMatcher(a=[s[1] for s in rest_a], b=[s[1] for s in rest_b], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            pairs.extend(_pair(rest_a[i], rest_b[j]) for i, j in zip(range(i1, i2), range(j1, j2), strict=True))
+            continue
+        pairs.extend(ComparePair(rest_a[i][0], None, rest_a[i][1], False) for i in range(i1, i2))
+        pairs.extend(ComparePair(None, rest_b[j][0], rest_b[j][1], False) for j in range(j1, j2))
+    total = max(len(a), len(b)) or 1
+    matched = sum(1 for p in pairs if p.match)
+    first = next((p for p in pairs if not p.match), None)
+    return CompareReport(
+        left=left.trace_id,
+        right=right.trace_id,
+        match_percent=round(100.0 * matched / total, 2),
+        first_divergence=first,
+        pairs=pairs,
+    )
+
+
+def _pair(a: tuple[int, str, str, Any], b: tuple[int, str, str, Any]) -> ComparePair:
+    same = a[2] == b[2]
+    return ComparePair(a[0], b[0], a[1], same, [] if same else state_diff(a[3], b[3]))
+
+
+# -- forks --------------------------------------------------------------------------
+
+
+def run_fork(*, run: Run, step: int, state: Any = None, version: int | None = None, actor: str = "") -> Run:
+    """A new run that continues from step ``step`` of ``run``, optionally with edited state.
+
+    One transaction: the new run exists PENDING at step ``step + 1`` with its
+    parent recorded, or nothing is written. It runs on ``run``'s graph version
+    or a newer version of the same graph.
+    """
+    try:
+        step_row = Step.objects.get(run=run, index=step)
+    except Step.DoesNotExist:
+        raise ReplayError(f"run {run.trace_id} has no step {step} to fork from") from None
+    graph = run.graph
+    if version is not None and version != graph.version:
+        if version < graph.version:
+            raise ReplayError(f"a fork runs on version {graph.version} or newer, not {version}")
+        try:
+            graph = Graph.objects.get(name=graph.name, version=version)
+        except Graph.DoesNotExist:
+            raise ReplayError(f"graph {graph.name!r} has no version {version}") from None
+    if state is None:
+        state = step_state(run_id=run.pk, index=step)
+    state, _, _ = normalize(state, what="the forked state")
+    try:
+        next_node = route(graph.definition, step_row.node, step_row.edge)
+    except ValueError as exc:
+        raise ReplayError(f"cannot continue after step {step} on version {graph.version}: {exc}") from None
+    if next_node == END:
+        raise ReplayError(f"step {step} ended the run; there is nothing to continue")
+    if next_node not in {n["name"] for n in graph.definition["nodes"]}:
+        raise ReplayError(f"node {next_node!r} is not in version {graph.version}")
+    with transaction.atomic():
+        child = Run.objects.create(
+            graph=graph,
+            input=state,
+            state=state,
+            seed=run.seed,
+            node=next_node,
+            step_index=step + 1,
+            max_steps=graph.definition.get("max_steps", run.max_steps),
+            parent=run,
+            parent_step=step,
+            context={**run.context, "forked_by": actor},
+        )
+        run_event_add(
+            run_id=child.pk,
+            kind="created",
+            to_status="PENDING",
+            actor=actor,
+            message=f"forked from {run.trace_id} at step {step}",
+            detail={"parent": run.trace_id, "parent_step": step, "version": graph.version},
+        )
+        run_event_add(
+            run_id=run.pk,
+            kind="forked",
+            step=step,
+            actor=actor,
+            message=f"forked at step {step} into {child.trace_id}",
+            detail={"child": child.trace_id},
+        )
+        run_wake(child.pk)
+    return child

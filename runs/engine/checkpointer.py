@@ -1,0 +1,104 @@
+"""The one interface between the engine and storage.
+
+The runs app implements it over the Django ORM (``runs.services.checkpoint``);
+verification implements it over a recorded run with no effects at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+ACTIVITY_COMPLETED = "completed"
+ACTIVITY_FAILED = "failed"
+ACTIVITY_PENDING = "pending"
+
+
+@dataclass
+class RunSnapshot:
+    run_id: int
+    trace_id: str
+    graph_name: str
+    graph_version: int
+    definition: dict[str, Any]
+    node_hashes: dict[str, str]
+    seed: int
+    status: str
+    step_index: int
+    node: str | None
+    state: Any
+    attempt: int
+    deadline: dt.datetime | None
+    max_steps: int
+    context: dict[str, Any] = field(default_factory=dict)
+    # Hash of ``state`` when known (the last step's state_hash), saving a serialization per step.
+    state_hash: str | None = None
+
+
+@dataclass
+class ActivityRecord:
+    step: int
+    seq: int
+    type: str
+    request: Any
+    request_hash: str
+    status: str = ACTIVITY_COMPLETED
+    response: Any = None
+    error: str = ""
+    duration_ms: float = 0.0
+    attempt: int = 1
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.step}:{self.seq}"
+
+
+@dataclass
+class StepRecord:
+    index: int
+    node: str
+    attempt: int
+    state: Any
+    state_hash: str
+    input_hash: str
+    output: Any
+    output_hash: str
+    edge: str | None
+    started_at: dt.datetime
+    duration_ms: float
+    error: str = ""
+    state_size: int = 0
+
+
+class Checkpointer(Protocol):
+    def load(self, run_id: int) -> RunSnapshot: ...
+
+    def start(self, run_id: int) -> None:
+        """PENDING/RUNNING(released) -> RUNNING under this worker's lease."""
+
+    def activities(self, run_id: int, step: int) -> dict[int, ActivityRecord]: ...
+
+    def put_activity(self, run_id: int, record: ActivityRecord) -> ActivityRecord:
+        """Store ``record`` at once; if one exists at its seq, return that one instead."""
+
+    def commit_step(
+        self, run_id: int, step: StepRecord, *, next_node: str | None, final_status: str | None, error: str = ""
+    ) -> None:
+        """One transaction: the step row, the run's position and, if given, its final status.
+
+        Raises LeaseLost if this worker no longer holds the run.
+        """
+
+    def retry_later(self, run_id: int, *, step: int, attempt: int, error: str, delay: float) -> None:
+        """Record a failed attempt; discard that attempt's failed activities so the retry redoes them."""
+
+    def finish(self, run_id: int, status: str, *, error: str = "", detail: dict[str, Any] | None = None) -> None: ...
+
+    def suspend(self, run_id: int, *, step: int, reason: str) -> bool:
+        """RUNNING -> WAITING and release the lease, unless the step's pending activities
+        were all answered meanwhile (then False: execute the step again)."""
+
+    def abort_requested(self, run_id: int) -> bool: ...
+
+    def now(self) -> dt.datetime: ...

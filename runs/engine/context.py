@@ -1,0 +1,343 @@
+"""What a node sees: ``ctx.activities`` and ``ctx.result``.
+
+Every side effect goes through :class:`Activities`. The nth call of a step
+has key (run, step, n). A record with the same request hash is returned (or
+its error raised) without doing the effect; a different hash raises
+NonDeterminismError. Otherwise the effect runs outside the boundary guard and
+its record is committed at once, before the node sees the answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runs.engine import effects
+from runs.engine.boundary import activity_region
+from runs.engine.checkpointer import (
+    ACTIVITY_COMPLETED,
+    ACTIVITY_FAILED,
+    ACTIVITY_PENDING,
+    ActivityRecord,
+    Checkpointer,
+    RunSnapshot,
+)
+from runs.engine.errors import (
+    ActivityError,
+    CheckpointUnavailable,
+    EngineError,
+    NonDeterminismError,
+    ReplayMiss,
+    RunAborted,
+    Suspend,
+)
+from runs.engine.hashing import normalize
+from runs.engine.redaction import redact
+
+
+class Cancelled(EngineError):
+    """The step was abandoned (timeout, abort); the node must not do more effects."""
+
+
+@dataclass
+class NodeResult:
+    state: Any
+    edge: str | None = None
+    output: Any = None
+
+
+PolicyCheck = Callable[[str, dict[str, Any], "NodeContext"], None]
+
+
+class Activities:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        checkpointer: Checkpointer,
+        *,
+        replay_only: bool = False,
+        policy: PolicyCheck | None = None,
+    ):
+        self._ctx = ctx
+        self._cp = checkpointer
+        self._seq = 0
+        self._records: dict[int, ActivityRecord] | None = None
+        self._replay_only = replay_only
+        self._policy = policy
+        self.executed: list[ActivityRecord] = []
+
+    # -- the recording boundary ------------------------------------------------
+
+    def _recorded(self) -> dict[int, ActivityRecord]:
+        if self._records is None:
+            try:
+                with activity_region():  # the engine's own I/O, not the node's
+                    self._records = self._cp.activities(self._ctx.run.run_id, self._ctx.step)
+            except CheckpointUnavailable as exc:
+                raise self._ctx.fatal_error(exc) from exc
+        return self._records
+
+    def call(self, kind: str, request: dict[str, Any], effect: Callable[[], Any]) -> Any:
+        """Run ``effect`` at most once per (run, step, seq); return its recorded response."""
+        self._ctx.check_live()
+        seq = self._seq
+        self._seq += 1
+        stored_request, request_hash, size = normalize(redact(request), what=f"{kind} request")
+        existing = self._recorded().get(seq)
+        if existing is not None:
+            if existing.type != kind or existing.request_hash != request_hash:
+                raise self._ctx.fatal_error(
+                    NonDeterminismError(
+                        trace_id=self._ctx.run.trace_id,
+                        step=self._ctx.step,
+                        seq=seq,
+                        recorded={"type": existing.type, "request": existing.request},
+                        requested={"type": kind, "request": stored_request},
+                    )
+                )
+            if existing.status == ACTIVITY_PENDING:
+                self._resend(existing, effect)
+            return self._replay(existing)
+        if self._replay_only:
+            raise self._ctx.fatal_error(
+                ReplayMiss(
+                    f"step {self._ctx.step} asks for a new activity #{seq} ({kind} {stored_request}) "
+                    "that the recorded run does not have"
+                )
+            )
+        if self._policy is not None:
+            self._policy(kind, {"request": stored_request, "size": size}, self._ctx)
+        started = time.perf_counter()
+        reason = f"waiting for {kind} #{seq} of step {self._ctx.step}"
+        after_record: Callable[[], None] | None = None
+        record = ActivityRecord(
+            step=self._ctx.step,
+            seq=seq,
+            type=kind,
+            request=stored_request,
+            request_hash=request_hash,
+            attempt=self._ctx.attempt,
+        )
+        try:
+            with activity_region():
+                response = effect()
+            record.response, _, _ = normalize(redact(response), what=f"{kind} response")
+            record.status = ACTIVITY_COMPLETED
+        except Suspend as exc:
+            record.status, record.error = ACTIVITY_PENDING, ""
+            reason, after_record = exc.reason, exc.after_record
+        except ActivityError as exc:
+            record.status, record.error = ACTIVITY_FAILED, exc.message
+        except Exception as exc:  # noqa: BLE001 - any effect failure is recorded, then re-raised as ActivityError
+            record.status, record.error = ACTIVITY_FAILED, f"{type(exc).__name__}: {exc}"
+        record.duration_ms = (time.perf_counter() - started) * 1000
+        self._ctx.check_live()
+        try:
+            with activity_region():  # recording (and blob storage) is the engine's I/O, not the node's
+                stored = self._cp.put_activity(self._ctx.run.run_id, record)
+        except CheckpointUnavailable as exc:
+            raise self._ctx.fatal_error(exc) from exc
+        self._recorded()[seq] = stored
+        self.executed.append(stored)
+        if stored.status == ACTIVITY_PENDING:
+            if after_record is not None and stored is record:
+                with activity_region():
+                    after_record()
+            raise Suspend(reason)
+        return self._replay(stored)
+
+    def _resend(self, record: ActivityRecord, effect: Callable[[], Any]) -> None:
+        """A step re-executed while its activity is still pending: let the effect send its
+        request again (a crash may have come between the record and the send); answers are
+        recorded once, so a duplicate is harmless."""
+        try:
+            with activity_region():
+                effect()
+        except Suspend as exc:
+            if exc.after_record is not None:
+                with activity_region():
+                    exc.after_record()
+        except Exception:  # noqa: BLE001 - the record stands; the run waits for its answer as before
+            pass
+
+    def _replay(self, record: ActivityRecord) -> Any:
+        if record.status == ACTIVITY_COMPLETED:
+            return record.response
+        if record.status == ACTIVITY_FAILED:
+            raise ActivityError(record.type, record.error)
+        raise Suspend(f"waiting for {record.type} #{record.seq} of step {record.step}")
+
+    # -- the activities -----------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        """The current UTC time, recorded: a replay sees the same instant."""
+        iso = self.call("now", {}, lambda: dt.datetime.now(dt.UTC).isoformat())
+        return dt.datetime.fromisoformat(iso)
+
+    def rand(self) -> float:
+        """A float in [0, 1) drawn from the run's seed (and recorded)."""
+        seed = f"{self._ctx.run.seed}:{self._ctx.step}:{self._seq}"
+        return float(self.call("rand", {}, lambda: random.Random(seed).random()))
+
+    def randint(self, low: int, high: int) -> int:
+        """An integer in [low, high] drawn from the run's seed (and recorded)."""
+        seed = f"{self._ctx.run.seed}:{self._ctx.step}:{self._seq}"
+        return int(self.call("randint", {"low": low, "high": high}, lambda: random.Random(seed).randint(low, high)))
+
+    def http(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """A real HTTP request; returns {status, headers, body} (body parsed when JSON).
+
+        The idempotency key travels as the Idempotency-Key header so a server
+        can drop the one duplicate that a crash mid-request may cause.
+        """
+        key = f"{self._ctx.run.trace_id}:{self._ctx.step}:{self._seq}"
+        request = {"method": method.upper(), "url": url, "headers": headers or {}, "json": json, "params": params or {}}
+        return dict(
+            self.call(
+                "http",
+                request,
+                lambda: effects.http_request(
+                    method, url, headers=headers, json=json, params=params, timeout=timeout, idempotency_key=key
+                ),
+            )
+        )
+
+    def call_mcp(self, server: str, tool: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Call ``tool`` on the configured MCP server ``server`` (settings.CMO_MCP_SERVERS)."""
+        request = {"server": server, "tool": tool, "arguments": arguments or {}}
+        return self.call("call_mcp", request, lambda: effects.mcp_call(server, tool, arguments or {}))
+
+    def write_artifact(self, name: str, content: str | bytes) -> dict[str, Any]:
+        """Store ``content`` under ``name`` in the artifact storage; returns {name, sha256, size}."""
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        request = {"name": name, "sha256": effects.sha256_bytes(data), "size": len(data)}
+        return dict(self.call("write_artifact", request, lambda: effects.artifact_write(name, data)))
+
+    def read_artifact(self, name: str) -> str:
+        """The artifact's text; large ones are recorded as a blob reference."""
+        return str(self.call("read_artifact", {"name": name}, lambda: effects.artifact_read(name)))
+
+    def db_query(self, sql: str, params: list[Any] | None = None, *, database: str = "default") -> dict[str, Any]:
+        """A read-only SQL query (in a read-only transaction); returns {columns, rows}."""
+        request = {"sql": sql, "params": params or [], "database": database}
+        return dict(self.call("db_query", request, lambda: effects.db_query(sql, params or [], database)))
+
+    def wait_for_signal(self, name: str) -> Any:
+        """Suspend the run until a signal ``name`` arrives (``runs.services.signals.run_signal``).
+
+        No worker is held while waiting; the step re-executes when the answer
+        is recorded, and this call then returns the signal's payload.
+        """
+
+        def suspend() -> None:
+            raise Suspend(f"waiting for signal {name!r}")
+
+        return self.call("signal", {"name": name}, suspend)
+
+    def send_a2a(self, specialist: str, task: str, payload: dict[str, Any] | None = None) -> Any:
+        """Invoke a specialist and return its result payload.
+
+        In-process specialists answer at once; a specialist on Redis Streams gets
+        the request published and the run waits (WAITING, no worker held) until
+        its result is recorded.
+        """
+        request = {"specialist": specialist, "task": task, "payload": payload or {}}
+        seq = self._seq
+        return self.call(
+            "send_a2a", request, lambda: effects.a2a_invoke(self._ctx, specialist, task, payload or {}, seq)
+        )
+
+    def request_approval(self, action: dict[str, Any], preview: str = "") -> dict[str, Any]:
+        """Ask a human to approve ``action``; returns the decision as a dict.
+
+        ``action`` describes what the node is about to do: ``files``,
+        ``commands``, ``code``, ``api_calls`` (lists) and ``amount``. The risk
+        engine (``approvals.risk``, rules in admin) scores it. Low risk is
+        auto-approved at once: ``{"approved": True, "auto": True, ...}``.
+        Otherwise an ApprovalRequest waits and the run suspends (WAITING, no
+        worker held) until an approver decides or it expires (critical/high
+        4 h, medium 8 h, low 24 h; ``CMO_APPROVAL_EXPIRY_HOURS``). The step
+        then re-executes, earlier activities return their records, and this
+        call returns ``{"approved": True, "by": user, "reason": ...}`` or, on
+        rejection or expiry, ``{"approved": False, "reason": ...}``: a
+        decision the node may route on with an edge. "By default the run
+        fails with the reason" is :meth:`require_approval`.
+        """
+        seq = self._seq
+        ctx = self._ctx
+
+        def effect() -> Any:
+            from approvals.services import approval_activity_effect  # the Django app; imported outside the node
+
+            return approval_activity_effect(
+                run_id=ctx.run.run_id, step=ctx.step, seq=seq, node=ctx.node, action=action, preview=preview
+            )
+
+        return dict(self.call("request_approval", {"action": action, "preview": preview}, effect))
+
+    def require_approval(self, action: dict[str, Any], preview: str = "") -> dict[str, Any]:
+        """:meth:`request_approval`, but a rejection or expiry raises
+        ActivityError("request_approval", "rejected: <reason>"), so the run fails with the reason
+        unless the node catches it."""
+        decision = self.request_approval(action, preview)
+        if not decision.get("approved"):
+            raise ActivityError("request_approval", f"rejected: {decision.get('reason') or 'no reason given'}")
+        return decision
+
+
+class NodeContext:
+    """Per-step context handed to a node; ``check_live`` enforces abort, timeouts and cancellation."""
+
+    def __init__(
+        self,
+        *,
+        run: RunSnapshot,
+        step: int,
+        node: str,
+        attempt: int,
+        checkpointer: Checkpointer,
+        abort_check: Callable[[], bool] | None = None,
+        replay_only: bool = False,
+        policy: PolicyCheck | None = None,
+    ):
+        self.run = run
+        self.step = step
+        self.node = node
+        self.attempt = attempt
+        self.trace_id = run.trace_id
+        self._cancelled = threading.Event()
+        self.fatal: EngineError | None = None
+        self._abort_check = abort_check
+        self.activities = Activities(self, checkpointer, replay_only=replay_only, policy=policy)
+
+    def result(self, state: Any, edge: str | None = None, output: Any = None) -> NodeResult:
+        return NodeResult(state=state, edge=edge, output=output)
+
+    def fatal_error(self, error: EngineError) -> EngineError:
+        """Remember an error the step must fail with even if the node catches it."""
+        if self.fatal is None:
+            self.fatal = error
+        return error
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check_live(self) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled(f"step {self.step} ({self.node}) was abandoned; no more activities may run")
+        if self._abort_check is not None and self._abort_check():
+            raise RunAborted(f"run {self.trace_id} was aborted")

@@ -1,0 +1,116 @@
+"""Errors the engine raises; each message names the thing that is wrong."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+class EngineError(Exception):
+    """Base class of the engine's own errors."""
+
+
+class GraphValidationError(EngineError):
+    """A graph definition is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, graph_name: str, problems: list[str]):
+        self.graph_name = graph_name
+        self.problems = problems
+        super().__init__(f"graph {graph_name!r} is invalid: " + "; ".join(problems))
+
+
+class UnknownGraph(EngineError):
+    pass
+
+
+class InvalidTransition(EngineError):
+    def __init__(self, current: str, target: str):
+        self.current = current
+        self.target = target
+        super().__init__(f"invalid run transition {current} -> {target}")
+
+
+class NotJSONError(EngineError):
+    """A value that must be JSON (state, output, activity payload) is not."""
+
+
+class NonDeterminismError(EngineError):
+    """A re-executed step asked for a different activity than the one recorded."""
+
+    def __init__(self, *, trace_id: str, step: int, seq: int, recorded: Any, requested: Any):
+        self.trace_id = trace_id
+        self.step = step
+        self.seq = seq
+        self.recorded = recorded
+        self.requested = requested
+        super().__init__(
+            f"non-determinism in run {trace_id} at step {step}, activity #{seq}: "
+            f"recorded {json.dumps(recorded, sort_keys=True, default=str)} "
+            f"but the node now requests {json.dumps(requested, sort_keys=True, default=str)}"
+        )
+
+
+class BoundaryViolation(PermissionError):
+    """A node did I/O without going through ``ctx.activities``.
+
+    Subclasses PermissionError so library code that tolerates OSError (e.g.
+    the import system skipping a .pyc write) keeps working; the step fails
+    anyway because the context remembers the violation.
+    """
+
+
+class NodeTimeout(EngineError):
+    pass
+
+
+class StepFailed(EngineError):
+    """A node raised; carries the error text recorded on the run."""
+
+
+class RunAborted(EngineError):
+    pass
+
+
+class RunTimedOut(EngineError):
+    pass
+
+
+class CheckpointUnavailable(EngineError):
+    """Storage is unreachable: the step is abandoned (not failed) and the run resumes later."""
+
+
+class LeaseLost(EngineError):
+    """The worker no longer holds the run's lease; it must stop touching the run."""
+
+
+class Suspend(EngineError):
+    """An activity has no answer yet: the run waits and frees its worker.
+
+    ``after_record`` runs once the pending record is committed (publishing a
+    request there means an answer can never arrive before its record). It
+    must be idempotent: a pending step that re-executes runs it again.
+    """
+
+    def __init__(self, reason: str, after_record: Callable[[], None] | None = None):
+        self.reason = reason
+        self.after_record = after_record
+        super().__init__(reason)
+
+
+class ActivityError(EngineError):
+    """A recorded activity failure, raised again identically on replay."""
+
+    def __init__(self, activity_type: str, message: str, kind: str = "error"):
+        self.activity_type = activity_type
+        self.kind = kind
+        super().__init__(f"{activity_type} failed: {message}")
+        self.message = message
+
+
+class PolicyDenied(ActivityError):
+    pass
+
+
+class ReplayMiss(EngineError):
+    """Verification needed an activity that the recorded run does not have."""

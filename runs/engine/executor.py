@@ -1,0 +1,311 @@
+"""The executor: runs a graph step by step against a Checkpointer.
+
+One call to :meth:`Executor.run` drives a run until it ends, suspends, loses
+its lease, or has used its step budget (so a worker can interleave runs).
+Each step is committed in one transaction by the checkpointer; hashes are
+canonical-JSON SHA-256 of the state before (input), after (state) and the
+node's output.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import datetime as dt
+import enum
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runs.engine import statemachine as sm
+from runs.engine.boundary import NodeGuard, node_region
+from runs.engine.checkpointer import Checkpointer, RunSnapshot, StepRecord
+from runs.engine.context import Cancelled, NodeContext, NodeResult, PolicyCheck
+from runs.engine.errors import (
+    BoundaryViolation,
+    CheckpointUnavailable,
+    LeaseLost,
+    NodeTimeout,
+    NonDeterminismError,
+    NotJSONError,
+    PolicyDenied,
+    ReplayMiss,
+    RunAborted,
+    Suspend,
+)
+from runs.engine.graph import END, NODES, NodeRegistry, NodeSpec, RetryPolicy
+from runs.engine.hashing import json_hash, normalize
+from runs.engine.validation import route
+
+# Failures that a retry cannot fix: they come from the code, not the world.
+NON_RETRYABLE = (NonDeterminismError, NotJSONError, BoundaryViolation, ReplayMiss, PolicyDenied)
+# A backoff this short is slept in place; longer ones release the run to the scheduler.
+SLEEP_IN_PLACE_SECONDS = 2.0
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    ABORTED = "aborted"
+    SUSPENDED = "suspended"
+    RETRY_LATER = "retry_later"
+    YIELDED = "yielded"
+    LEASE_LOST = "lease_lost"
+    NOT_RUNNABLE = "not_runnable"
+
+
+@dataclass
+class Attempt:
+    result: NodeResult | None
+    error: BaseException | None
+    ctx: NodeContext
+    started_at: dt.datetime
+    duration_ms: float
+
+
+class Executor:
+    def __init__(
+        self,
+        checkpointer: Checkpointer,
+        *,
+        registry: NodeRegistry = NODES,
+        policy: PolicyCheck | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_step: Callable[[int, StepRecord], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        self.cp = checkpointer
+        self.should_stop = should_stop or (lambda: False)
+        self.registry = registry
+        self.policy = policy
+        self.sleep = sleep
+        self.on_step = on_step
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def run(self, run_id: int, *, max_steps: int | None = None) -> Outcome:
+        try:
+            return self._run(run_id, max_steps)
+        except LeaseLost:
+            return Outcome.LEASE_LOST
+
+    def _run(self, run_id: int, budget: int | None) -> Outcome:
+        snap = self.cp.load(run_id)
+        if snap.status in sm.TERMINAL or snap.status == sm.WAITING:
+            return Outcome.NOT_RUNNABLE
+        self.cp.start(run_id)
+        check_run_start = getattr(self.policy, "check_run_start", None)
+        if check_run_start is not None and snap.step_index == 0 and snap.attempt == 1:
+            try:
+                check_run_start(snap)
+            except PolicyDenied as exc:
+                self.cp.finish(run_id, sm.FAILED, error=str(exc))
+                return Outcome.FAILED
+        taken = 0
+        while True:
+            if self.cp.abort_requested(run_id):
+                self.cp.finish(run_id, sm.ABORTED, error="aborted on request")
+                return Outcome.ABORTED
+            if snap.deadline is not None and self.cp.now() >= snap.deadline:
+                self.cp.finish(run_id, sm.TIMED_OUT, error=f"run timed out at step {snap.step_index}")
+                return Outcome.TIMED_OUT
+            if snap.step_index >= snap.max_steps:
+                self.cp.finish(
+                    run_id,
+                    sm.FAILED,
+                    error=(
+                        f"max steps exceeded: the run reached {snap.max_steps} steps "
+                        f"(last node {snap.node!r}); a cycle may not terminate"
+                    ),
+                )
+                return Outcome.FAILED
+            if (budget is not None and taken >= budget) or self.should_stop():
+                return Outcome.YIELDED
+            outcome = self._step(run_id, snap)
+            taken += 1
+            if outcome is not None:
+                return outcome
+
+    def _step(self, run_id: int, snap: RunSnapshot) -> Outcome | None:
+        """Execute the node at ``snap``'s position and advance ``snap`` in place."""
+        assert snap.node is not None
+        spec = self.registry.get(snap.node)
+        if spec is None:
+            self.cp.finish(run_id, sm.FAILED, error=f"node {snap.node!r} is not registered in this worker")
+            return Outcome.FAILED
+        node_def = _node_def(snap, snap.node)
+        retry = RetryPolicy.from_dict(node_def["retry"]) if node_def.get("retry") else spec.retry
+        timeout = node_def["timeout"] if "timeout" in node_def else spec.timeout
+        input_hash = snap.state_hash or json_hash(snap.state)
+        attempt = self._attempt(run_id, snap, spec, timeout)
+        error = attempt.error
+
+        if isinstance(error, Suspend):
+            if self.cp.suspend(run_id, step=snap.step_index, reason=error.reason):
+                return Outcome.SUSPENDED
+            return None  # the answer arrived before we could suspend: execute the step again
+        if isinstance(error, RunAborted):
+            self.cp.finish(run_id, sm.ABORTED, error="aborted on request")
+            return Outcome.ABORTED
+        if isinstance(error, (LeaseLost, CheckpointUnavailable)):
+            raise error  # abandon the attempt: nothing is committed for it
+
+        record: StepRecord | None = None
+        next_node: str | None = None
+        if error is None:
+            assert attempt.result is not None
+            try:
+                record, next_node = self._record(snap, attempt, input_hash)
+            except (NotJSONError, ValueError) as exc:
+                error = exc
+        if error is not None:
+            message = _describe(error, snap.node)
+            if not isinstance(error, NON_RETRYABLE) and snap.attempt < retry.max_attempts:
+                delay = retry.delay(snap.attempt)
+                if delay > SLEEP_IN_PLACE_SECONDS:
+                    self.cp.retry_later(run_id, step=snap.step_index, attempt=snap.attempt, error=message, delay=delay)
+                    return Outcome.RETRY_LATER
+                self.cp.retry_later(run_id, step=snap.step_index, attempt=snap.attempt, error=message, delay=0)
+                self.sleep(delay)
+                snap.attempt += 1
+                return None
+            failed = StepRecord(
+                index=snap.step_index,
+                node=snap.node,
+                attempt=snap.attempt,
+                state=snap.state,
+                state_hash=input_hash,
+                input_hash=input_hash,
+                output=None,
+                output_hash=json_hash(None),
+                edge=None,
+                started_at=attempt.started_at,
+                duration_ms=attempt.duration_ms,
+                error=message,
+            )
+            self.cp.commit_step(run_id, failed, next_node=None, final_status=sm.FAILED, error=message)
+            self._notify(run_id, failed)
+            return Outcome.FAILED
+
+        assert record is not None
+        final = sm.COMPLETED if next_node is None else None
+        self.cp.commit_step(run_id, record, next_node=next_node, final_status=final)
+        self._notify(run_id, record)
+        snap.step_index += 1
+        snap.node = next_node
+        snap.state = record.state
+        snap.state_hash = record.state_hash
+        snap.attempt = 1
+        return Outcome.COMPLETED if final else None
+
+    def _record(self, snap: RunSnapshot, attempt: Attempt, input_hash: str) -> tuple[StepRecord, str | None]:
+        assert attempt.result is not None and snap.node is not None
+        node = snap.node
+        state, state_hash, size = normalize(attempt.result.state, what=f"node {node!r} returned a state that")
+        output, output_hash, _ = normalize(attempt.result.output, what=f"node {node!r} returned an output that")
+        edge = attempt.result.edge
+        target = route(snap.definition, node, edge)
+        record = StepRecord(
+            index=snap.step_index,
+            node=node,
+            attempt=snap.attempt,
+            state=state,
+            state_hash=state_hash,
+            input_hash=input_hash,
+            output=output,
+            output_hash=output_hash,
+            edge=edge,
+            started_at=attempt.started_at,
+            duration_ms=attempt.duration_ms,
+            state_size=size,
+        )
+        return record, (None if target == END else target)
+
+    def _attempt(self, run_id: int, snap: RunSnapshot, spec: NodeSpec, timeout: float | None) -> Attempt:
+        assert snap.node is not None
+        ctx = NodeContext(
+            run=snap,
+            step=snap.step_index,
+            node=snap.node,
+            attempt=snap.attempt,
+            checkpointer=self.cp,
+            abort_check=lambda: self.cp.abort_requested(run_id),
+            policy=self.policy,
+        )
+        started_at = self.cp.now()
+        t0 = time.perf_counter()
+        result: NodeResult | None = None
+        error: BaseException | None = None
+        try:
+            result = self._invoke(spec, snap.state, ctx, timeout)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            error = exc
+        return Attempt(
+            result=result, error=error, ctx=ctx, started_at=started_at, duration_ms=(time.perf_counter() - t0) * 1000
+        )
+
+    def _invoke(self, spec: NodeSpec, state: Any, ctx: NodeContext, timeout: float | None) -> NodeResult:
+        guard = NodeGuard(node=spec.name)
+
+        def call() -> NodeResult:
+            with node_region(guard):
+                out = spec.fn(_fresh(state), ctx)
+            if guard.violations:
+                raise BoundaryViolation(guard.violations[0])
+            if ctx.fatal is not None:
+                raise ctx.fatal
+            if isinstance(out, NodeResult):
+                return out
+            return NodeResult(state=out)
+
+        if timeout is None:
+            return call()
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmo-node")
+        future = self._pool.submit(contextvars.copy_context().run, call)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            ctx.cancel()
+            # The node thread cannot be killed; abandon it (its context is cancelled,
+            # so it can do no further activity) and use a fresh thread next time.
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise NodeTimeout(f"node {spec.name!r} timed out after {timeout:g} s") from None
+
+    def _notify(self, run_id: int, record: StepRecord) -> None:
+        if self.on_step is not None:
+            self.on_step(run_id, record)
+
+
+def _node_def(snap: RunSnapshot, name: str) -> dict[str, Any]:
+    for n in snap.definition.get("nodes", []):
+        if n["name"] == name:
+            return dict(n)
+    return {}
+
+
+def _fresh(state: Any) -> Any:
+    """A private copy of the state, so a node mutating it cannot change the checkpoint."""
+    import copy
+
+    return copy.deepcopy(state)
+
+
+def _describe(error: BaseException, node: str) -> str:
+    if isinstance(error, (NotJSONError, NonDeterminismError, BoundaryViolation, NodeTimeout, ReplayMiss, Cancelled)):
+        return str(error)
+    if isinstance(error, ValueError) and "returned edge" in str(error):
+        return str(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"node {node!r} raised {type(error).__name__}: {error}{where}"

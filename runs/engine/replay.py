@@ -1,0 +1,96 @@
+"""Re-execute a recorded step with no effects: the heart of verification.
+
+A step is re-run against its recorded activities only (a new activity is a
+ReplayMiss, a different request a NonDeterminismError) and the result is
+hashed exactly as the executor hashes it, so a verifier can compare hashes.
+Django-free: the caller supplies the recorded data.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from runs.engine.boundary import NodeGuard, node_region
+from runs.engine.checkpointer import ActivityRecord, RunSnapshot, StepRecord
+from runs.engine.context import NodeContext, NodeResult
+from runs.engine.errors import EngineError, NonDeterminismError, NotJSONError, ReplayMiss
+from runs.engine.graph import NodeSpec
+from runs.engine.hashing import json_hash, normalize
+
+
+class _Recorded:
+    """A Checkpointer that only answers from records; anything that would write is refused."""
+
+    def __init__(self, records: dict[int, ActivityRecord]):
+        self.records = records
+
+    def activities(self, run_id: int, step: int) -> dict[int, ActivityRecord]:
+        return dict(self.records)
+
+    def put_activity(self, run_id: int, record: ActivityRecord) -> ActivityRecord:
+        raise ReplayMiss(f"step {record.step} would record a new activity #{record.seq} ({record.type})")
+
+    def abort_requested(self, run_id: int) -> bool:
+        return False
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Replayed:
+    """What one re-execution produced."""
+
+    state: Any = None
+    state_hash: str = ""
+    output_hash: str = ""
+    edge: str | None = None
+    error: str = ""
+    error_kind: str = ""  # "", "non_determinism", "replay_miss", "not_json", "node_error"
+    mismatch: dict[str, Any] = field(default_factory=dict)
+    activities_used: int = 0
+
+
+def reexecute(
+    spec: NodeSpec,
+    *,
+    snapshot: RunSnapshot,
+    step: StepRecord | Any,
+    input_state: Any,
+    records: dict[int, ActivityRecord],
+) -> Replayed:
+    """Run ``spec`` for ``step`` on ``input_state`` against ``records``; never raises for node failures."""
+    ctx = NodeContext(
+        run=snapshot,
+        step=step.index,
+        node=step.node,
+        attempt=step.attempt,
+        checkpointer=_Recorded(records),  # type: ignore[arg-type]
+        replay_only=True,
+    )
+    guard = NodeGuard(node=spec.name)
+    out = Replayed()
+    try:
+        with node_region(guard):
+            result = spec.fn(copy.deepcopy(input_state), ctx)
+        if ctx.fatal is not None:
+            raise ctx.fatal
+        if not isinstance(result, NodeResult):
+            result = NodeResult(state=result)
+        out.state, out.state_hash, _ = normalize(result.state, what=f"node {step.node!r} returned a state that")
+        out.output_hash = json_hash(normalize(result.output, what="output")[0])
+        out.edge = result.edge
+    except NonDeterminismError as exc:
+        out.error, out.error_kind = str(exc), "non_determinism"
+        out.mismatch = {"seq": exc.seq, "recorded": exc.recorded, "requested": exc.requested}
+    except ReplayMiss as exc:
+        out.error, out.error_kind = str(exc), "replay_miss"
+    except NotJSONError as exc:
+        out.error, out.error_kind = str(exc), "not_json"
+    except (EngineError, Exception) as exc:  # noqa: BLE001 - a node's failure is a finding, not a crash
+        out.error, out.error_kind = f"{type(exc).__name__}: {exc}", "node_error"
+    out.activities_used = ctx.activities._seq
+    return out

@@ -1,0 +1,64 @@
+"""In-process specialists: Python agents that nodes reach with ``send_a2a``.
+
+``@specialist("healer", capabilities=[...])`` registers a handler
+``fn(task, payload, meta) -> dict``. In the embedded mode the call happens in
+the worker process, inside the activity (so it is recorded like any other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runs.engine.errors import ActivityError, Suspend
+
+if TYPE_CHECKING:
+    from runs.engine.context import NodeContext
+
+Handler = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SpecialistSpec:
+    name: str
+    handler: Handler
+    capabilities: list[str] = field(default_factory=list)
+    version: str = "1"
+
+
+SPECIALISTS: dict[str, SpecialistSpec] = {}
+
+# Set by the runs app: (name) -> reason the specialist may not be called, or "".
+registry_check: Callable[[str], str] | None = None
+# Set by the runs app: for a remote specialist, the function that publishes the request
+# (run after the pending record is committed); None for an in-process one.
+remote_publish: Callable[[NodeContext, str, str, dict[str, Any], int], Callable[[], None] | None] | None = None
+
+
+def specialist(name: str, *, capabilities: list[str] | None = None, version: str = "1") -> Callable[[Handler], Handler]:
+    def decorate(fn: Handler) -> Handler:
+        SPECIALISTS[name] = SpecialistSpec(
+            name=name, handler=fn, capabilities=list(capabilities or []), version=version
+        )
+        return fn
+
+    return decorate
+
+
+def invoke(ctx: NodeContext, name: str, task: str, payload: dict[str, Any], seq: int = 0) -> dict[str, Any]:
+    if registry_check is not None:
+        refusal = registry_check(name)
+        if refusal:
+            raise ActivityError("send_a2a", refusal, kind="refused")
+    publish = remote_publish(ctx, name, task, payload, seq) if remote_publish is not None else None
+    if publish is not None:
+        raise Suspend(f"waiting for specialist {name!r}", after_record=publish)
+    spec = SPECIALISTS.get(name)
+    if spec is None:
+        raise ActivityError("send_a2a", f"specialist {name!r} is not hosted in this process")
+    meta = {"trace_id": ctx.trace_id, "step": ctx.step, "node": ctx.node, "specialist": name}
+    result = spec.handler(task, payload, meta)
+    if not isinstance(result, dict):
+        raise ActivityError("send_a2a", f"specialist {name!r} returned {type(result).__name__}, not an object")
+    return result

@@ -1,0 +1,38 @@
+"""The scheduler: wakes workers for runnable runs and enforces run timeouts.
+
+Safe to run several: wake-ups are idempotent and timeouts lock the run row.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from runs.services.scheduling import sweep
+
+
+class Command(BaseCommand):
+    help = "Dispatch new, resumed and orphaned runs to workers; time out runs past their deadline."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--interval", type=float, default=None, help="seconds between sweeps")
+        parser.add_argument("--once", action="store_true", help="sweep once and exit")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        interval = options["interval"] or settings.CMO_SWEEP_SECONDS
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        while True:
+            result = self.sweep_once()
+            if options["verbosity"] > 1 or options["once"]:
+                self.stdout.write(f"woke {result['woken']} runs, timed out {result['timed_out']}")
+            if options["once"] or stop.wait(interval):
+                break
+
+    def sweep_once(self) -> dict[str, int]:
+        return sweep()

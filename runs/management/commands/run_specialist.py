@@ -1,0 +1,98 @@
+"""``python manage.py run_specialist NAME``: host a Python specialist as a Redis Streams consumer.
+
+The specialist is the function registered with ``@specialist(NAME)`` (the same
+code the embedded mode calls in-process). Each request's result is recorded
+(resuming the waiting run) before the message is acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from runs.engine.specialists import SPECIALISTS
+from runs.models import Specialist
+from runs.services.a2a import specialist_result_record
+from runs.services.specialists import specialist_heartbeat, specialist_register
+from runs.transport.streams import Delivery, StreamConsumer, StreamTransport, stream_key
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class Command(BaseCommand):
+    help = "Host a registered Python specialist as a consumer of its Redis stream."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("name", help="the specialist's name (registered with @specialist)")
+        parser.add_argument("--consumer", default=None, help="consumer name (default: host:pid)")
+        parser.add_argument("--threads", type=int, default=4, help="requests handled at once")
+        parser.add_argument("--max-pending", type=int, default=16, help="stop reading at this many unacked")
+        parser.add_argument("--max-deliveries", type=int, default=5, help="then the message goes to the DLQ")
+        parser.add_argument("--claim-idle-ms", type=int, default=30_000, help="reclaim a dead consumer's messages")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name = options["name"]
+        spec = SPECIALISTS.get(name)
+        if spec is None:
+            raise CommandError(f"no specialist {name!r} is registered; known: {', '.join(sorted(SPECIALISTS))}")
+        if not settings.REDIS_URL:
+            raise CommandError("run_specialist needs REDIS_URL (Redis Streams)")
+        transport = StreamTransport(settings.REDIS_URL)
+        specialist_register(
+            name=name,
+            version=spec.version,
+            capabilities=spec.capabilities,
+            transport=Specialist.TRANSPORT_REDIS,
+            address=stream_key(name),
+        )
+
+        def handle_one(delivery: Delivery) -> None:
+            request = delivery.envelope
+            meta = {
+                "trace_id": request["meta"]["trace_id"],
+                "step": request["meta"]["step"],
+                "specialist": name,
+                "idempotency_key": request["meta"]["idempotency_key"],
+                "delivery": delivery.deliveries,
+            }
+            try:
+                result = spec.handler(request["task"], request["payload"], meta)
+                error = "" if isinstance(result, dict) else f"specialist returned {type(result).__name__}"
+            except Exception as exc:  # noqa: BLE001 - the specialist's failure is the node's answer
+                result, error = None, f"{type(exc).__name__}: {exc}"
+            specialist_result_record(request=request, result=result if not error else None, error=error)
+
+        consumer = StreamConsumer(
+            transport,
+            name,
+            options["consumer"] or f"{socket.gethostname()}:{os.getpid()}",
+            handle_one,
+            max_deliveries=options["max_deliveries"],
+            max_pending=options["max_pending"],
+            claim_idle_ms=options["claim_idle_ms"],
+            threads=options["threads"],
+        )
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        threading.Thread(target=self._heartbeat, args=(name, stop), daemon=True).start()
+        self.stdout.write(f"specialist {name} consuming {stream_key(name)} as {consumer.name}", ending="\n")
+        self.stdout.flush()
+        consumer.run(stop)
+        self.stdout.write(f"specialist {name} stopped")
+
+    @staticmethod
+    def _heartbeat(name: str, stop: threading.Event) -> None:
+        from django.db import connection
+
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                specialist_heartbeat(name=name)
+            finally:
+                connection.close()

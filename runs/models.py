@@ -1,0 +1,236 @@
+"""Graphs, runs, steps, activities, events and specialists.
+
+Rows that workers and the web server both write are saved with
+``update_fields`` or conditional ``update()`` calls in services; no logic lives here
+beyond small pure properties.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from runs.engine import statemachine as sm
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Graph(models.Model):
+    """One version of a graph definition (validated before it is stored)."""
+
+    ORIGIN_CODE = "code"
+    ORIGIN_JSON = "json"
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True)
+    definition = models.JSONField()
+    definition_hash = models.CharField(max_length=64)
+    node_hashes = models.JSONField(default=dict, help_text="node name -> SHA-256 of its source")
+    origin = models.CharField(max_length=8, choices=[(ORIGIN_CODE, "code"), (ORIGIN_JSON, "JSON")])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="graph_name_version_unique")]
+        ordering = ["name", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Run(models.Model):
+    STATUS_CHOICES = [(s, s.replace("_", " ").title()) for s in sm.STATUSES]
+
+    trace_id = models.CharField(max_length=32, unique=True, default=new_trace_id, editable=False)
+    graph = models.ForeignKey(Graph, on_delete=models.PROTECT, related_name="runs")
+    input = models.JSONField(default=dict)
+    seed = models.BigIntegerField()
+    status = models.CharField(max_length=12, choices=STATUS_CHOICES, default=sm.PENDING)
+    step_index = models.PositiveIntegerField(default=0, help_text="index of the next step to execute")
+    node = models.CharField(max_length=100, null=True, blank=True, help_text="the next node to execute")
+    attempt = models.PositiveIntegerField(default=1)
+    state = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="the state at the run's position when no step row holds it: the input, a fork's state, the end",
+    )
+    error = models.TextField(blank=True)
+    wait_reason = models.TextField(blank=True)
+    context = models.JSONField(default=dict, blank=True, help_text="who started the run and with what role")
+
+    max_steps = models.PositiveIntegerField(default=1000)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="a retry's backoff: not runnable before")
+    abort_requested = models.BooleanField(default=False)
+    queued_at = models.DateTimeField(
+        default=timezone.now, help_text="when the run last joined the queue: workers claim the oldest first"
+    )
+    lease_owner = models.CharField(max_length=200, blank=True)
+    last_worker = models.CharField(max_length=200, blank=True, help_text="the worker that last executed a step")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
+    parent_step = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+            models.Index(fields=["graph", "-created_at"], name="run_graph_created_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="run_status_lease_idx"),
+            models.Index(fields=["status", "queued_at"], name="run_status_queued_idx"),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.trace_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in sm.TERMINAL
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or self.updated_at
+        return (end - self.started_at).total_seconds()
+
+
+class Step(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    node = models.CharField(max_length=100)
+    attempt = models.PositiveIntegerField(default=1)
+    state = models.JSONField(null=True, help_text="the full state after the step, when state_delta is null")
+    state_delta = models.JSONField(null=True, blank=True, help_text="changes from the previous step's state")
+    state_size = models.PositiveIntegerField(default=0, help_text="bytes of the full state as canonical JSON")
+    state_hash = models.CharField(max_length=64)
+    input_hash = models.CharField(max_length=64)
+    output = models.JSONField(null=True, blank=True)
+    output_hash = models.CharField(max_length=64)
+    edge = models.CharField(max_length=100, null=True, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_run_index_unique")]
+        ordering = ["run", "index"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.index} {self.node}"
+
+
+class Activity(models.Model):
+    STATUS_CHOICES = [("completed", "completed"), ("failed", "failed"), ("pending", "pending")]
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activities")
+    step = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=40)
+    request = models.JSONField()
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="completed")
+    response = models.JSONField(null=True, blank=True, help_text="large responses are {'$blob': sha256}")
+    error = models.TextField(blank=True)
+    duration_ms = models.FloatField(default=0)
+    attempt = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step", "seq"], name="activity_run_step_seq_unique")]
+        ordering = ["run", "step", "seq"]
+        verbose_name_plural = "activities"
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.step}.{self.seq} {self.type}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run.trace_id}:{self.step}:{self.seq}"
+
+
+class RunEvent(models.Model):
+    """The audit trail: every status transition, retry, resumption and decision."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=12, blank=True)
+    to_status = models.CharField(max_length=12, blank=True)
+    step = models.PositiveIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "id"], name="runevent_run_idx")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.kind} {self.from_status}->{self.to_status}"
+
+
+class Specialist(models.Model):
+    TRANSPORT_INPROCESS = "inprocess"
+    TRANSPORT_REDIS = "redis"
+    TRANSPORT_CHOICES = [(TRANSPORT_INPROCESS, "in-process"), (TRANSPORT_REDIS, "Redis Streams")]
+
+    name = models.CharField(max_length=100, unique=True)
+    version = models.CharField(max_length=40, blank=True)
+    capabilities = models.JSONField(default=list, blank=True)
+    transport = models.CharField(max_length=20, choices=TRANSPORT_CHOICES, default=TRANSPORT_INPROCESS)
+    address = models.CharField(max_length=300, blank=True, help_text="stream name or URL")
+    registered = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GraphLimit(models.Model):
+    """At most ``max_running`` runs of a graph (any version) in flight at once; the rest wait PENDING."""
+
+    graph_name = models.CharField(max_length=100, unique=True)
+    max_running = models.PositiveIntegerField(help_text="runs of this graph RUNNING (or being started) at once")
+
+    class Meta:
+        ordering = ["graph_name"]
+
+    def __str__(self) -> str:
+        return f"{self.graph_name} <= {self.max_running}"
+
+
+class WorkerStatus(models.Model):
+    """A worker process's heartbeat: what it holds now (written by its lease keeper every few seconds)."""
+
+    owner = models.CharField(max_length=200, unique=True)
+    concurrency = models.PositiveIntegerField()
+    in_flight = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["owner"]
+        verbose_name_plural = "worker statuses"
+
+    def __str__(self) -> str:
+        return self.owner

@@ -1,0 +1,387 @@
+"""Reads that several views, commands and services share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Avg, Count, F, Q, QuerySet
+from django.db.models.functions import TruncDate
+
+from runs.engine import END
+from runs.engine import statemachine as sm
+from runs.engine.delta import apply
+from runs.engine.delta import diff as delta_diff
+from runs.models import Activity, Graph, Run, RunEvent, Step
+
+
+def step_state(*, run_id: int, index: int) -> Any:
+    """The state after step ``index``: the nearest snapshot at or before it plus the deltas after that.
+
+    Two queries whatever the run's length (snapshots are at most CHECKPOINT_SNAPSHOT_EVERY steps apart).
+    Raises Step.DoesNotExist when the run has no such step.
+    """
+    base = (
+        Step.objects.filter(run_id=run_id, index__lte=index, state_delta__isnull=True)
+        .order_by("-index")
+        .values_list("index", "state")
+        .first()
+    )
+    if base is None:
+        raise Step.DoesNotExist(f"run {run_id} has no step {index}")
+    base_index, state = base
+    deltas = list(
+        Step.objects.filter(run_id=run_id, index__gt=base_index, index__lte=index)
+        .order_by("index")
+        .values_list("index", "state_delta")
+    )
+    if base_index != index and (not deltas or deltas[-1][0] != index):
+        raise Step.DoesNotExist(f"run {run_id} has no step {index}")
+    state = apply(state, [])
+    for _, ops in deltas:
+        state = apply(state, ops or [], in_place=True)
+    return state
+
+
+def step_states(*, run_id: int) -> dict[int, Any]:
+    """Every step's state, reconstructed in one pass over the run's steps."""
+    states: dict[int, Any] = {}
+    current: Any = None
+    for index, state, delta in (
+        Step.objects.filter(run_id=run_id).order_by("index").values_list("index", "state", "state_delta")
+    ):
+        current = apply(state, []) if delta is None else apply(current, delta)
+        states[index] = current
+    return states
+
+
+# --- the dashboard ----------------------------------------------------------------
+
+RUN_SORTS = {"-created": ("-created_at", "-id"), "created": ("created_at", "id")}
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    status: str = ""
+    graph: str = ""
+    version: int | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    trace: str = ""
+
+
+@dataclass
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+    sort: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _filtered_runs(filters: RunFilters, *, with_status: bool = True) -> QuerySet[Run]:
+    qs = Run.objects.all()
+    if with_status and filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.graph:
+        qs = qs.filter(graph__name=filters.graph)
+        if filters.version is not None:
+            qs = qs.filter(graph__version=filters.version)
+    if filters.since is not None:
+        qs = qs.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        qs = qs.filter(created_at__lt=filters.until)
+    if filters.trace:
+        qs = qs.filter(trace_id__startswith=filters.trace.lower())
+    return qs
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+def encode_cursor(run: Run) -> str:
+    """The keyset position after ``run``: created_at in whole microseconds and the id (safe in a URL as is)."""
+    return f"{(run.created_at - _EPOCH) // _MICRO}~{run.pk}"
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
+    """None for a cursor that is not ours (the caller shows the first page)."""
+    micros, _, pk = cursor.partition("~")
+    try:
+        return _EPOCH + dt.timedelta(microseconds=int(micros)), int(pk)
+    except (ValueError, OverflowError):
+        return None
+
+
+def run_list(*, filters: RunFilters, sort: str = "-created", cursor: str = "", limit: int = PAGE_SIZE) -> RunPage:
+    """One page of runs, keyset-paginated on (created_at, id): the cost of a page does not grow with its depth.
+
+    ``cursor`` is the last row of the previous page (``encode_cursor``); the
+    indexes ``run_created_idx``, ``run_status_created_idx`` and
+    ``run_graph_created_idx`` serve the first page and each filtered page.
+    """
+    sort = sort if sort in RUN_SORTS else "-created"
+    qs = _filtered_runs(filters).select_related("graph").order_by(*RUN_SORTS[sort])
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        when, pk = position
+        if sort == "-created":
+            qs = qs.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
+        else:
+            qs = qs.filter(Q(created_at__gt=when) | Q(created_at=when, id__gt=pk))
+    rows = list(
+        qs.defer("input", "state", "context", "error", "wait_reason", "graph__definition", "graph__node_hashes")[
+            : limit + 1
+        ]
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return RunPage(runs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None, sort=sort)
+
+
+def run_status_counts(*, filters: RunFilters) -> dict[str, int]:
+    """How many runs per status among those the other filters select (one GROUP BY)."""
+    counts = {status: 0 for status in sm.STATUSES}
+    for row in _filtered_runs(filters, with_status=False).order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def graph_choices() -> dict[str, list[int]]:
+    """Graph name -> its versions, newest first (for filters and the start form)."""
+    choices: dict[str, list[int]] = {}
+    for name, version in Graph.objects.order_by("name", "-version").values_list("name", "version"):
+        choices.setdefault(name, []).append(version)
+    return choices
+
+
+def _path_get(value: Any, path: list[Any]) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def state_diff(old: Any, new: Any) -> list[dict[str, Any]]:
+    """The changes from ``old`` to ``new`` as rows: op (added, removed, changed, appended), path, old, new."""
+    rows: list[dict[str, Any]] = []
+    for op in delta_diff(old, new):
+        kind, path = op[0], op[1]
+        label = "$" + "".join(f".{p}" for p in path)
+        if kind == "del":
+            rows.append({"op": "removed", "path": label, "old": _path_get(old, path), "new": None})
+        elif kind == "append":
+            rows.append({"op": "appended", "path": label, "old": None, "new": op[2]})
+        else:
+            try:
+                before = _path_get(old, path)
+            except (KeyError, TypeError, IndexError):
+                rows.append({"op": "added", "path": label, "old": None, "new": op[2]})
+            else:
+                rows.append({"op": "changed", "path": label, "old": before, "new": op[2]})
+    return rows
+
+
+def _activity_dict(a: Activity) -> dict[str, Any]:
+    return {
+        "step": a.step,
+        "seq": a.seq,
+        "type": a.type,
+        "status": a.status,
+        "attempt": a.attempt,
+        "request": a.request,
+        "request_hash": a.request_hash,
+        "response": a.response,
+        "error": a.error,
+        "duration_ms": round(a.duration_ms, 3),
+    }
+
+
+def event_dict(e: RunEvent) -> dict[str, Any]:
+    return {
+        "id": e.pk,
+        "kind": e.kind,
+        "from_status": e.from_status,
+        "to_status": e.to_status,
+        "step": e.step,
+        "message": e.message,
+        "actor": e.actor,
+        "detail": e.detail,
+        "at": e.created_at.isoformat(),
+    }
+
+
+def run_steps_view(*, run: Run, after: int = -1) -> list[dict[str, Any]]:
+    """Steps after index ``after`` as the run page shows them: state, input, diff, output, activities, hashes.
+
+    A step's input is the state after the previous step (the run's input for step 0).
+    """
+    steps = list(Step.objects.filter(run_id=run.pk, index__gt=after).order_by("index"))
+    if not steps:
+        return []
+    states = step_states(run_id=run.pk) if after < 0 else None
+    previous: Any
+    if states is None:
+        previous = step_state(run_id=run.pk, index=after) if after >= 0 else run.input
+    else:
+        previous = run.input
+    activities: dict[int, list[dict[str, Any]]] = {}
+    for a in Activity.objects.filter(run_id=run.pk, step__gt=after).order_by("step", "seq"):
+        activities.setdefault(a.step, []).append(_activity_dict(a))
+    out = []
+    for s in steps:
+        state = states[s.index] if states is not None else step_state(run_id=run.pk, index=s.index)
+        out.append(
+            {
+                "index": s.index,
+                "node": s.node,
+                "attempt": s.attempt,
+                "edge": s.edge,
+                "started_at": s.started_at.isoformat(),
+                "duration_ms": round(s.duration_ms, 3),
+                "error": s.error,
+                "input": previous,
+                "state": state,
+                "output": s.output,
+                "diff": state_diff(previous, state),
+                "hashes": {"input": s.input_hash, "state": s.state_hash, "output": s.output_hash},
+                "activities": activities.get(s.index, []),
+            }
+        )
+        previous = state
+    return out
+
+
+def run_events_view(*, run: Run, after: int = 0) -> list[dict[str, Any]]:
+    return [event_dict(e) for e in RunEvent.objects.filter(run_id=run.pk, id__gt=after).order_by("id")]
+
+
+def run_header(*, run: Run) -> dict[str, Any]:
+    """What the header of a run page shows, also sent over the socket when it changes."""
+    queued = (run.started_at - run.created_at).total_seconds() if run.started_at else None
+    return {
+        "id": run.pk,
+        "trace_id": run.trace_id,
+        "status": run.status,
+        "terminal": run.is_terminal,
+        "node": run.node,
+        "step_index": run.step_index,
+        "attempt": run.attempt,
+        "error": run.error,
+        "wait_reason": run.wait_reason,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration_seconds": run.duration_seconds,
+        "queued_seconds": queued,
+        "final_state": run.state if run.is_terminal else None,
+    }
+
+
+def graph_diagram(*, graph: Graph) -> dict[str, Any]:
+    """Nodes and edges for the diagram script (dagre lays them out in the browser)."""
+    definition = graph.definition
+    return {
+        "entry": definition.get("entry"),
+        "nodes": [n["name"] for n in definition.get("nodes", [])],
+        "edges": [{"from": e["from"], "to": e["to"], "label": e.get("label")} for e in definition.get("edges", [])],
+        "end": END,
+    }
+
+
+def graph_summaries() -> list[dict[str, Any]]:
+    """Each graph name with its latest version, version count and run count."""
+    latest: dict[str, Graph] = {}
+    versions: dict[str, int] = {}
+    for g in Graph.objects.order_by("name", "-version").defer("definition", "node_hashes"):
+        latest.setdefault(g.name, g)
+        versions[g.name] = versions.get(g.name, 0) + 1
+    runs = dict(
+        Run.objects.order_by().values_list("graph__name").annotate(n=Count("id")).values_list("graph__name", "n")
+    )
+    return [
+        {"name": name, "latest": g, "versions": versions[name], "runs": runs.get(name, 0)} for name, g in latest.items()
+    ]
+
+
+def graph_versions(*, name: str) -> list[Graph]:
+    return list(Graph.objects.filter(name=name).order_by("-version").annotate(run_count=Count("runs")))
+
+
+def approvals_waiting_count() -> int:
+    """Approval requests waiting for a decision (the approvals app's count).
+
+    Where the approvals app does not store requests yet, WAITING runs whose
+    wait reason names an approval.
+    """
+    try:
+        from approvals.selectors import pending_count
+    except ImportError:
+        return Run.objects.filter(status=sm.WAITING, wait_reason__icontains="approval").count()
+    return pending_count()
+
+
+def dashboard_summary(*, now: dt.datetime, days: int = 7) -> dict[str, Any]:
+    """Runs started, completed and failed per day over ``days`` days (UTC), the error rate and the slowest graphs."""
+    start = (now - dt.timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_list = [(start + dt.timedelta(days=i)).date() for i in range(days)]
+    per_day = {d: {"started": 0, "completed": 0, "failed": 0} for d in day_list}
+    for row in (
+        Run.objects.filter(created_at__gte=start)
+        .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+        .order_by()
+        .values("day")
+        .annotate(n=Count("id"))
+    ):
+        if row["day"] in per_day:
+            per_day[row["day"]]["started"] = row["n"]
+    for row in (
+        Run.objects.filter(finished_at__gte=start, status__in=[sm.COMPLETED, sm.FAILED, sm.TIMED_OUT])
+        .annotate(day=TruncDate("finished_at", tzinfo=dt.UTC))
+        .order_by()
+        .values("day", "status")
+        .annotate(n=Count("id"))
+    ):
+        if row["day"] in per_day:
+            key = "completed" if row["status"] == sm.COMPLETED else "failed"
+            per_day[row["day"]][key] += row["n"]
+    completed = sum(d["completed"] for d in per_day.values())
+    failed = sum(d["failed"] for d in per_day.values())
+    finished = completed + failed
+    slowest = []
+    for graph_row in (
+        Run.objects.filter(finished_at__gte=start, started_at__isnull=False, status=sm.COMPLETED)
+        .annotate(took=F("finished_at") - F("started_at"))
+        .order_by()
+        .values("graph__name")
+        .annotate(avg=Avg("took"), n=Count("id"))
+        .order_by("-avg")[:5]
+    ):
+        avg = graph_row["avg"]
+        seconds = avg.total_seconds() if isinstance(avg, dt.timedelta) else float(avg or 0) / 1e6
+        slowest.append({"graph": graph_row["graph__name"], "avg_seconds": seconds, "runs": graph_row["n"]})
+    return {
+        "days": [{"day": d, **per_day[d]} for d in day_list],
+        "completed": completed,
+        "failed": failed,
+        "started": sum(d["started"] for d in per_day.values()),
+        "error_rate": (failed / finished) if finished else 0.0,
+        "slowest": slowest,
+        "active": Run.objects.filter(status__in=sm.ACTIVE).count(),
+        "approvals_waiting": approvals_waiting_count(),
+    }
+
+
+def input_example(*, schema: dict[str, Any]) -> Any:
+    """A starting input for the start form: required properties and those with defaults, filled in."""
+    if "default" in schema:
+        return schema["default"]
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        props = schema.get("properties", {})
+        wanted = [k for k in props if k in schema.get("required", []) or "default" in props[k]]
+        return {k: input_example(schema=props[k]) for k in wanted}
+    return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": []}.get(str(kind))

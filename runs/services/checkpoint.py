@@ -1,0 +1,430 @@
+"""The engine's Checkpointer over the Django ORM, fenced by the worker's lease.
+
+Every write that advances a run is conditional on ``lease_owner = self.owner``:
+a worker that lost its lease (it stalled past expiry and another took over)
+gets LeaseLost and its transaction rolls back, so two workers never both
+commit a step of one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from runs.engine import statemachine as sm
+from runs.engine.checkpointer import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord
+from runs.engine.delta import diff
+from runs.engine.errors import CheckpointUnavailable, LeaseLost
+from runs.engine.hashing import sha256_hex
+from runs.models import Activity, Run, Step
+from runs.selectors import step_state
+from runs.services.dispatch import group_send_coalesced
+from runs.services.events import run_event_add, run_transition
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BLOB_KEY = "$blob"
+# A full snapshot at least this often keeps replay-to-step at two queries and a few deltas.
+SNAPSHOT_EVERY = 32
+_RETRYABLE = (OperationalError, InterfaceError)
+
+
+def with_db_retry(write: Callable[[], T], *, attempts: int = 30, first_delay: float = 0.2) -> T:
+    """Run ``write`` again after a lost database connection (a restart, a failover).
+
+    Only outside an enclosing transaction: inside one, the caller's transaction is lost anyway.
+    Waits up to about a minute in all before giving up.
+    """
+    delay = first_delay
+    for attempt in range(attempts):
+        try:
+            return write()
+        except _RETRYABLE:
+            if connection.in_atomic_block or attempt == attempts - 1:
+                raise
+            log.warning("database unavailable; retrying in %.1fs", delay)
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+_STEP_COMMIT_SQL = """
+WITH held AS (
+    UPDATE runs_run
+       SET step_index = %s, node = %s, attempt = 1, updated_at = %s, not_before = NULL
+     WHERE id = %s AND lease_owner = %s AND status = 'RUNNING'
+ RETURNING id
+)
+INSERT INTO runs_step (run_id, index, node, attempt, state, state_delta, state_size, state_hash, input_hash,
+                       output, output_hash, edge, started_at, duration_ms, error)
+SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s FROM held
+"""
+
+
+def _json_param(value: Any) -> str | None:
+    """JSONField semantics: Python None is SQL NULL (as Django stores it), anything else is JSON text."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def blob_store(value: Any) -> Any:
+    """Keep payloads over CMO_BLOB_THRESHOLD in storage; the row holds a reference."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if len(text) <= settings.CMO_BLOB_THRESHOLD:
+        return value
+    digest = sha256_hex(text)
+    path = f"blobs/{digest}.json"
+    if not default_storage.exists(path):
+        default_storage.save(path, ContentFile(text.encode()))
+    return {BLOB_KEY: digest, "size": len(text)}
+
+
+def blob_load(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {BLOB_KEY, "size"}:
+        with default_storage.open(f"blobs/{value[BLOB_KEY]}.json", "rb") as fh:
+            return json.loads(fh.read())
+    return value
+
+
+def run_snapshot(run: Run, *, state: Any) -> RunSnapshot:
+    """The engine's view of a run at its current position, with ``state`` as the state there."""
+    return RunSnapshot(
+        run_id=run.pk,
+        trace_id=run.trace_id,
+        graph_name=run.graph.name,
+        graph_version=run.graph.version,
+        definition=run.graph.definition,
+        node_hashes=run.graph.node_hashes,
+        seed=run.seed,
+        status=run.status,
+        step_index=run.step_index,
+        node=run.node,
+        state=state,
+        attempt=run.attempt,
+        deadline=run.deadline_at,
+        max_steps=run.max_steps,
+        context=run.context,
+    )
+
+
+def activity_record(row: Activity) -> ActivityRecord:
+    """The engine's view of a stored activity (blob references resolved)."""
+    return ActivityRecord(
+        step=row.step,
+        seq=row.seq,
+        type=row.type,
+        request=row.request,
+        request_hash=row.request_hash,
+        status=row.status,
+        response=blob_load(row.response),
+        error=row.error,
+        duration_ms=row.duration_ms,
+        attempt=row.attempt,
+    )
+
+
+def release_connection() -> None:
+    """Give a pooled connection back between writes, so an idle or waiting runner holds none.
+
+    A no-op without a pool (SQLite, CMO_DB_POOL_SIZE=0) and inside a transaction.
+    """
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
+
+
+def _resilient(method: Callable[..., T]) -> Callable[..., T]:
+    """Retry a checkpointer call across a lost connection; past that, CheckpointUnavailable.
+
+    CheckpointUnavailable abandons the step (nothing is committed for it), so
+    a database outage never turns into a failed run; the lease then expires
+    and the run resumes on a worker that can reach the database.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return with_db_retry(lambda: method(*args, **kwargs))
+        except _RETRYABLE as exc:
+            raise CheckpointUnavailable(f"the database is unreachable: {exc}") from exc
+        finally:
+            release_connection()
+
+    return wrapper
+
+
+class DjangoCheckpointer:
+    def __init__(
+        self, *, owner: str, lease_seconds: float | None = None, abort_flag: Callable[[int], bool] | None = None
+    ):
+        self.owner = owner
+        self.lease = dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
+        self._abort_flag = abort_flag
+        # run id -> (index, state) of the last step row this checkpointer knows, the base of the next delta
+        self._last: dict[int, tuple[int, Any]] = {}
+
+    def now(self) -> dt.datetime:
+        return timezone.now()
+
+    @_resilient
+    def load(self, run_id: int) -> RunSnapshot:
+        run = Run.objects.select_related("graph").get(pk=run_id)
+        state = run.state
+        self._last.pop(run_id, None)
+        if run.step_index > 0:
+            try:
+                state = step_state(run_id=run_id, index=run.step_index - 1)
+                self._last[run_id] = (run.step_index - 1, state)
+            except Step.DoesNotExist:
+                pass  # a fork starts past steps it does not own; its state is run.state
+        return run_snapshot(run, state=state)
+
+    @_resilient
+    def start(self, run_id: int) -> None:
+        run = Run.objects.only("status", "lease_owner", "last_worker").get(pk=run_id)
+        if run.lease_owner != self.owner:
+            raise LeaseLost(f"run {run_id} is not leased to {self.owner}")
+        if run.status == sm.PENDING:
+            run_transition(
+                run_id=run_id,
+                target=sm.RUNNING,
+                expect_owner=self.owner,
+                message="started",
+                detail={"worker": self.owner},
+                extra={"last_worker": self.owner},
+            )
+        elif run.last_worker != self.owner:
+            # A worker taking over (after a crash, a shutdown or a slice elsewhere); a slice
+            # continued by the same worker is not news.
+            Run.objects.filter(pk=run_id).update(last_worker=self.owner)
+            run_event_add(
+                run_id=run_id,
+                kind="resumed",
+                message=f"resumed by {self.owner}",
+                detail={"worker": self.owner, "previous_worker": run.last_worker},
+            )
+
+    @_resilient
+    def activities(self, run_id: int, step: int) -> dict[int, ActivityRecord]:
+        return {row.seq: activity_record(row) for row in Activity.objects.filter(run_id=run_id, step=step)}
+
+    @_resilient
+    def put_activity(self, run_id: int, record: ActivityRecord) -> ActivityRecord:
+        try:
+            Activity.objects.create(
+                run_id=run_id,
+                step=record.step,
+                seq=record.seq,
+                type=record.type,
+                request=record.request,
+                request_hash=record.request_hash,
+                status=record.status,
+                response=blob_store(record.response),
+                error=record.error,
+                duration_ms=record.duration_ms,
+                attempt=record.attempt,
+            )
+        except IntegrityError:
+            # Another executor recorded this seq first; its record is the truth.
+            return activity_record(Activity.objects.get(run_id=run_id, step=record.step, seq=record.seq))
+        return record
+
+    def commit_step(
+        self, run_id: int, step: StepRecord, *, next_node: str | None, final_status: str | None, error: str = ""
+    ) -> None:
+        now = timezone.now()
+        fields: dict[str, Any] = {
+            "step_index": step.index + 1,
+            "node": next_node,
+            "attempt": 1,
+            # No lease bump here: the host's keeper renews leases, and leaving the
+            # indexed lease column alone lets PostgreSQL update the run row in place (HOT).
+            "updated_at": now,
+            "not_before": None,
+        }
+        if final_status is not None:
+            fields.update(
+                status=final_status,
+                finished_at=now,
+                lease_owner="",
+                lease_expires_at=None,
+                state=step.state,
+                error=error,
+                node=None if final_status == sm.COMPLETED else step.node,
+            )
+        full, delta = self._encode_state(run_id, step)
+
+        def write() -> None:
+            with transaction.atomic():
+                Step.objects.create(
+                    run_id=run_id,
+                    index=step.index,
+                    node=step.node,
+                    attempt=step.attempt,
+                    state=full,
+                    state_delta=delta,
+                    state_size=step.state_size,
+                    state_hash=step.state_hash,
+                    input_hash=step.input_hash,
+                    output=step.output,
+                    output_hash=step.output_hash,
+                    edge=step.edge,
+                    started_at=step.started_at,
+                    duration_ms=step.duration_ms,
+                    error=step.error,
+                )
+                held = Run.objects.filter(pk=run_id, lease_owner=self.owner, status=sm.RUNNING).update(**fields)
+                if held != 1:
+                    raise LeaseLost(f"run {run_id} lease lost before step {step.index} committed")
+                if final_status is not None:
+                    run_event_add(
+                        run_id=run_id,
+                        kind="status",
+                        from_status=sm.RUNNING,
+                        to_status=final_status,
+                        step=step.index,
+                        message=error or "finished",
+                    )
+
+        try:
+            if final_status is None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+                with_db_retry(lambda: self._commit_step_one_statement(run_id, step, full, delta, fields))
+            else:
+                with_db_retry(write)
+        except _RETRYABLE as exc:
+            raise CheckpointUnavailable(f"the database is unreachable: {exc}") from exc
+        except IntegrityError:
+            # A retried commit whose first try did commit (the acknowledgement was lost).
+            if not Step.objects.filter(run_id=run_id, index=step.index, state_hash=step.state_hash).exists():
+                raise LeaseLost(f"step {step.index} of run {run_id} was committed by another worker") from None
+        release_connection()
+        self._last[run_id] = (step.index, step.state)
+        if final_status is not None:
+            self._last.pop(run_id, None)
+        transaction.on_commit(
+            lambda: group_send_coalesced(
+                f"run-{run_id}", {"type": "run.step", "run_id": run_id, "index": step.index, "node": step.node}
+            )
+        )
+
+    def _commit_step_one_statement(
+        self, run_id: int, step: StepRecord, full: Any, delta: Any, fields: dict[str, Any]
+    ) -> None:
+        """The step row and the run's position in one statement, one round trip (PostgreSQL).
+
+        The UPDATE is fenced by the lease and feeds the INSERT, so a worker
+        that lost its lease inserts nothing; a single statement is atomic.
+        """
+        with connection.cursor() as cur:
+            cur.execute(
+                _STEP_COMMIT_SQL,
+                [
+                    fields["step_index"],
+                    fields["node"],
+                    fields["updated_at"],
+                    run_id,
+                    self.owner,
+                    step.index,
+                    step.node,
+                    step.attempt,
+                    _json_param(full),
+                    _json_param(delta),
+                    step.state_size,
+                    step.state_hash,
+                    step.input_hash,
+                    _json_param(step.output),
+                    step.output_hash,
+                    step.edge,
+                    step.started_at,
+                    step.duration_ms,
+                    step.error,
+                ],
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost(f"run {run_id} lease lost before step {step.index} committed")
+
+    def _encode_state(self, run_id: int, step: StepRecord) -> tuple[Any, Any]:
+        """(full state, None) for a snapshot, (None, delta) when a delta from the previous step is much smaller."""
+        previous = self._last.get(run_id)
+        if previous is None or previous[0] != step.index - 1 or step.index % SNAPSHOT_EVERY == 0:
+            return step.state, None
+        ops = diff(previous[1], step.state)
+        if len(json.dumps(ops, separators=(",", ":"))) * 2 > step.state_size:
+            return step.state, None
+        return None, ops
+
+    @_resilient
+    def retry_later(self, run_id: int, *, step: int, attempt: int, error: str, delay: float) -> None:
+        now = timezone.now()
+        fields: dict[str, Any] = {"attempt": attempt + 1, "updated_at": now}
+        if delay > 0:
+            later = now + dt.timedelta(seconds=delay)
+            fields.update(not_before=later, queued_at=later, lease_owner="", lease_expires_at=None)
+        with transaction.atomic():
+            failed = list(
+                Activity.objects.filter(run_id=run_id, step=step, status="failed").values(
+                    "seq", "type", "request", "error"
+                )
+            )
+            Activity.objects.filter(run_id=run_id, step=step, status="failed").delete()
+            held = Run.objects.filter(pk=run_id, lease_owner=self.owner).update(**fields)
+            if held != 1:
+                raise LeaseLost(f"run {run_id} lease lost while scheduling a retry")
+            run_event_add(
+                run_id=run_id,
+                kind="retry",
+                step=step,
+                message=error,
+                detail={
+                    "attempt": attempt,
+                    "next_attempt": attempt + 1,
+                    "delay_seconds": delay,
+                    "failed_activities": failed,
+                },
+            )
+        if delay > 0:
+            from runs.services.dispatch import run_wake
+
+            run_wake(run_id)
+
+    @_resilient
+    def finish(self, run_id: int, status: str, *, error: str = "", detail: dict[str, Any] | None = None) -> None:
+        run_transition(
+            run_id=run_id,
+            target=status,
+            expect_owner=self.owner,
+            message=error or status.lower(),
+            extra={"error": error},
+            detail=detail,
+        )
+
+    @_resilient
+    def suspend(self, run_id: int, *, step: int, reason: str) -> bool:
+        with transaction.atomic():
+            Run.objects.select_for_update().only("pk").get(pk=run_id)  # serializes with activity_answer
+            if not Activity.objects.filter(run_id=run_id, step=step, status=ACTIVITY_PENDING).exists():
+                return False
+            run_transition(
+                run_id=run_id,
+                target=sm.WAITING,
+                expect_owner=self.owner,
+                message=reason,
+                extra={"wait_reason": reason, "lease_owner": "", "lease_expires_at": None},
+            )
+        return True
+
+    @_resilient
+    def abort_requested(self, run_id: int) -> bool:
+        if self._abort_flag is not None:
+            return self._abort_flag(run_id)
+        return bool(Run.objects.filter(pk=run_id, abort_requested=True).exists())

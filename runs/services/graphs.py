@@ -1,0 +1,87 @@
+"""Store graph definitions: validated, hashed and versioned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from runs.engine.graph import GRAPHS, NODES, GraphSpec
+from runs.engine.hashing import json_hash
+from runs.engine.validation import validate_definition
+from runs.models import Graph
+
+
+def _node_hashes(definition: dict[str, Any]) -> dict[str, str]:
+    hashes = {}
+    for n in definition["nodes"]:
+        spec = NODES.get(n["name"])
+        if spec is not None:
+            hashes[n["name"]] = spec.source_hash
+    return hashes
+
+
+def _store(definition: dict[str, Any], *, origin: str) -> tuple[Graph, bool]:
+    """Store ``definition`` as a new version unless the latest version has the same hash.
+
+    The hash covers the definition and every node's source, so a code change
+    makes a new version; runs keep the version they started on.
+    """
+    definition = validate_definition(definition)
+    node_hashes = _node_hashes(definition)
+    digest = json_hash({"definition": definition, "node_hashes": node_hashes})
+    name = definition["name"]
+    for _ in range(3):
+        latest = Graph.objects.filter(name=name).order_by("-version").first()
+        if latest is not None and latest.definition_hash == digest:
+            return latest, False
+        try:
+            with transaction.atomic():
+                graph = Graph.objects.create(
+                    name=name,
+                    version=(latest.version + 1) if latest else 1,
+                    description=definition.get("description", ""),
+                    definition=definition,
+                    definition_hash=digest,
+                    node_hashes=node_hashes,
+                    origin=origin,
+                )
+            return graph, True
+        except IntegrityError:
+            continue  # another process stored the same version first; look again
+    raise RuntimeError(f"could not store a new version of graph {name!r}")
+
+
+def graph_sync(*, spec: GraphSpec) -> tuple[Graph, bool]:
+    """Sync one code-defined graph; returns (graph version, created)."""
+    return _store(spec.definition(), origin=Graph.ORIGIN_CODE)
+
+
+def graph_sync_all() -> list[tuple[Graph, bool]]:
+    return [graph_sync(spec=spec) for spec in GRAPHS.all()]
+
+
+def graph_create_from_json(*, definition: Any) -> tuple[Graph, bool]:
+    """Store a JSON definition that names registered nodes (GraphValidationError if invalid)."""
+    return _store(definition, origin=Graph.ORIGIN_JSON)
+
+
+def graph_resolve(*, name: str, version: int | None = None) -> Graph:
+    """The stored graph ``name`` at ``version`` (default: latest), syncing code graphs first.
+
+    Raises Graph.DoesNotExist with a message naming what is known.
+    """
+    spec = GRAPHS.get(name)
+    if spec is not None:
+        synced, _ = graph_sync(spec=spec)
+        if version is None or version == synced.version:
+            return synced
+    qs = Graph.objects.filter(name=name)
+    graph = (qs.filter(version=version) if version is not None else qs.order_by("-version")).first()
+    if graph is None:
+        known = sorted(set(Graph.objects.values_list("name", flat=True)) | {g.name for g in GRAPHS.all()})
+        if qs.exists():
+            versions = list(qs.order_by("version").values_list("version", flat=True))
+            raise Graph.DoesNotExist(f"graph {name!r} has no version {version}; versions: {versions}")
+        raise Graph.DoesNotExist(f"unknown graph {name!r}; known graphs: {', '.join(known) or 'none'}")
+    return graph

@@ -1,0 +1,87 @@
+"""The specialist registry: who nodes may call."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils import timezone
+
+from runs.engine.specialists import SPECIALISTS
+from runs.models import Specialist
+
+
+def specialist_refusal(name: str) -> str:
+    """Why ``name`` may not be called, or "" if it may. Unknown in-process specialists are allowed
+    until synced; a row that says unregistered or disabled wins."""
+    row = Specialist.objects.filter(name=name).values("registered", "enabled", "transport", "last_heartbeat_at").first()
+    if row is None:
+        return "" if name in SPECIALISTS else f"specialist {name!r} is not registered"
+    if not row["registered"]:
+        return f"specialist {name!r} is not registered"
+    if not row["enabled"]:
+        return f"specialist {name!r} is disabled"
+    if row["transport"] != Specialist.TRANSPORT_INPROCESS and specialist_status(row["last_heartbeat_at"]) == "offline":
+        return f"specialist {name!r} is offline (no heartbeat for {OFFLINE_AFTER_SECONDS} s)"
+    return ""
+
+
+STALE_AFTER_SECONDS = 30
+OFFLINE_AFTER_SECONDS = 120
+
+
+def specialist_status(last_heartbeat_at: dt.datetime | None) -> str:
+    """online, stale or offline, from the age of the last heartbeat."""
+    if last_heartbeat_at is None:
+        return "offline"
+    age = (timezone.now() - last_heartbeat_at).total_seconds()
+    return "online" if age < STALE_AFTER_SECONDS else "stale" if age < OFFLINE_AFTER_SECONDS else "offline"
+
+
+def specialist_sync_inprocess() -> list[Specialist]:
+    """Create rows for in-process specialists (keeping an admin's registered/enabled choice).
+
+    A specialist that a ``run_specialist`` process registered on Redis Streams keeps that transport.
+    """
+    rows = []
+    for spec in SPECIALISTS.values():
+        row, created = Specialist.objects.get_or_create(
+            name=spec.name,
+            defaults={
+                "version": spec.version,
+                "capabilities": spec.capabilities,
+                "transport": Specialist.TRANSPORT_INPROCESS,
+                "address": "in-process",
+                "last_heartbeat_at": timezone.now(),
+            },
+        )
+        if not created and row.transport == Specialist.TRANSPORT_INPROCESS:
+            Specialist.objects.filter(pk=row.pk).update(
+                version=spec.version, capabilities=spec.capabilities, last_heartbeat_at=timezone.now()
+            )
+        rows.append(row)
+    return rows
+
+
+def specialist_register(
+    *, name: str, version: str, capabilities: list[str], transport: str, address: str
+) -> Specialist:
+    """A specialist process announces itself (and then heartbeats with specialist_heartbeat)."""
+    row, _ = Specialist.objects.update_or_create(
+        name=name,
+        defaults={
+            "version": version,
+            "capabilities": capabilities,
+            "transport": transport,
+            "address": address,
+            "last_heartbeat_at": timezone.now(),
+        },
+    )
+    return row
+
+
+def specialist_heartbeat(*, name: str) -> bool:
+    return Specialist.objects.filter(name=name).update(last_heartbeat_at=timezone.now()) == 1
+
+
+def specialist_set_registered(*, names: list[str], registered: bool) -> int:
+    return Specialist.objects.filter(name__in=names).update(registered=registered, updated_at=timezone.now())

@@ -1,0 +1,252 @@
+"""Redis Streams transport: one stream per specialist, a consumer group, acks, a DLQ, backpressure.
+
+- ``publish`` validates the envelope and XADDs it to ``cmo:spec:<name>``.
+- A :class:`StreamConsumer` reads with XREADGROUP, hands each message to a
+  handler, and acknowledges it only after the handler returned (the caller
+  records the result first). A message delivered more than ``max_deliveries``
+  times, or one that fails envelope validation, goes to ``cmo:spec:<name>:dlq``
+  with the reason, and is acknowledged: it never crashes the consumer.
+- Backpressure: the consumer stops reading while ``max_pending`` messages are
+  unacknowledged and resumes below 80% of that.
+- A dead consumer's pending messages are reclaimed with XAUTOCLAIM once idle
+  for ``claim_idle_ms``; a live consumer touches (XCLAIM JUSTID) the messages
+  it is still handling at every poll, so a slow handler is not mistaken for a
+  dead one. A restarted consumer first re-reads its own pending ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from runs.engine.schemas import EnvelopeInvalid, validate_envelope
+
+log = logging.getLogger(__name__)
+
+GROUP = "cmo-specialists"
+RESUME_RATIO = 0.8
+
+
+def stream_key(specialist: str) -> str:
+    return f"cmo:spec:{specialist}"
+
+
+def dlq_key(specialist: str) -> str:
+    return f"cmo:spec:{specialist}:dlq"
+
+
+@dataclass
+class Delivery:
+    id: str
+    envelope: Any
+    deliveries: int
+
+
+Handler = Callable[[Delivery], None]
+
+
+class StreamTransport:
+    def __init__(self, url: str, *, group: str = GROUP):
+        # Any: redis-py 8 types replies for RESP2 and RESP3 at once; we use RESP2 shapes.
+        self.redis: Any = redis.Redis.from_url(url, decode_responses=True, socket_timeout=15, protocol=2)
+        self.group = group
+
+    def ensure_group(self, specialist: str) -> None:
+        try:
+            self.redis.xgroup_create(stream_key(specialist), self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def publish(self, specialist: str, envelope: Any, *, kind: str = "SpecialistInvocationRequest") -> str:
+        """Validate and append an envelope; returns the stream message id."""
+        validate_envelope(kind, envelope)
+        self.ensure_group(specialist)
+        return str(self.redis.xadd(stream_key(specialist), {"kind": kind, "body": json.dumps(envelope)}))
+
+    def stats(self, specialist: str) -> dict[str, int]:
+        """Depth, pending (unacknowledged) and DLQ size, for admin and metrics."""
+        key = stream_key(specialist)
+        depth = int(self.redis.xlen(key)) if self.redis.exists(key) else 0
+        pending = 0
+        if depth:
+            try:
+                pending = int(self.redis.xpending(key, self.group)["pending"])
+            except redis.ResponseError:
+                pending = 0
+        dlq = int(self.redis.xlen(dlq_key(specialist))) if self.redis.exists(dlq_key(specialist)) else 0
+        return {"depth": depth, "pending": pending, "dlq": dlq}
+
+    def dead_letters(self, specialist: str, count: int = 100) -> list[dict[str, Any]]:
+        return [{"id": mid, **fields} for mid, fields in self.redis.xrange(dlq_key(specialist), count=count)]
+
+    def redrive(self, specialist: str, dlq_id: str) -> str:
+        """Publish a dead letter again (after a fix) and remove it from the DLQ."""
+        entries = self.redis.xrange(dlq_key(specialist), min=dlq_id, max=dlq_id)
+        if not entries:
+            raise KeyError(f"no dead letter {dlq_id} for {specialist!r}")
+        fields = entries[0][1]
+        new_id = self.redis.xadd(stream_key(specialist), {"kind": fields["kind"], "body": fields["body"]})
+        self.redis.xdel(dlq_key(specialist), dlq_id)
+        return str(new_id)
+
+
+class StreamConsumer:
+    """One consumer of a specialist's stream; ``poll_once`` is the loop body (testable), ``run`` the loop."""
+
+    def __init__(
+        self,
+        transport: StreamTransport,
+        specialist: str,
+        name: str,
+        handler: Handler,
+        *,
+        max_deliveries: int = 5,
+        max_pending: int = 16,
+        claim_idle_ms: int = 30_000,
+        threads: int = 4,
+        batch: int = 16,
+    ):
+        self.t = transport
+        self.specialist = specialist
+        self.name = name
+        self.handler = handler
+        self.max_deliveries = max_deliveries
+        self.max_pending = max_pending
+        self.claim_idle_ms = claim_idle_ms
+        self.batch = batch
+        self.paused = False
+        self.pauses = 0
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"cmo-{specialist}")
+        self._inflight: dict[Future[None], str] = {}
+        self._lock = threading.Lock()
+        self._recovered_own = False
+        transport.ensure_group(specialist)
+
+    @property
+    def key(self) -> str:
+        return stream_key(self.specialist)
+
+    def pending_mine(self) -> int:
+        info = self.t.redis.xpending_range(
+            self.key, self.t.group, min="-", max="+", count=self.max_pending * 4, consumername=self.name
+        )
+        return len(info)
+
+    def poll_once(self, block_ms: int = 500) -> int:
+        """Reclaim, read what backpressure allows, dispatch to the handler threads; returns messages taken."""
+        with self._lock:
+            self._inflight = {f: mid for f, mid in self._inflight.items() if not f.done()}
+            busy = len(self._inflight)
+            holding = list(self._inflight.values())
+        if holding:
+            # Touch what we are still working on, so other consumers do not reclaim it as abandoned.
+            self.t.redis.xclaim(self.key, self.t.group, self.name, min_idle_time=0, message_ids=holding, justid=True)
+        if self.paused and busy < self.max_pending * RESUME_RATIO:
+            self.paused = False
+        if busy >= self.max_pending:
+            if not self.paused:
+                self.paused = True
+                self.pauses += 1
+            time.sleep(block_ms / 1000 / 10)
+            return 0
+        if self.paused:
+            time.sleep(block_ms / 1000 / 10)
+            return 0
+        room = min(self.batch, self.max_pending - busy)
+        messages = self._take(room, block_ms)
+        for mid, fields, deliveries in messages:
+            self._dispatch(mid, fields, deliveries)
+        return len(messages)
+
+    def _take(self, room: int, block_ms: int) -> list[tuple[str, dict[str, str], int]]:
+        taken: list[tuple[str, dict[str, str], int]] = []
+        if not self._recovered_own:
+            # A restarted consumer first takes back what it read and never acknowledged.
+            own = self.t.redis.xreadgroup(self.t.group, self.name, {self.key: "0"}, count=room)
+            entries = own[0][1] if own else []
+            if not entries:
+                self._recovered_own = True
+            taken += [(mid, fields, self._deliveries(mid)) for mid, fields in entries if fields]
+            if taken:
+                return taken
+        claimed = self.t.redis.xautoclaim(
+            self.key, self.t.group, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=room
+        )
+        mine = self._holding()
+        for mid, fields in claimed[1]:
+            if fields and mid not in mine:
+                taken.append((mid, fields, self._deliveries(mid)))
+        if len(taken) < room:
+            fresh = self.t.redis.xreadgroup(
+                self.t.group, self.name, {self.key: ">"}, count=room - len(taken), block=block_ms
+            )
+            for mid, fields in fresh[0][1] if fresh else []:
+                taken.append((mid, fields, 1))
+        return taken
+
+    def _deliveries(self, mid: str) -> int:
+        info = self.t.redis.xpending_range(self.key, self.t.group, min=mid, max=mid, count=1)
+        return int(info[0]["times_delivered"]) if info else 1
+
+    def _dispatch(self, mid: str, fields: dict[str, str], deliveries: int) -> None:
+        if deliveries > self.max_deliveries:
+            self._dead(mid, fields, f"delivered {deliveries} times (max {self.max_deliveries})")
+            return
+        try:
+            envelope = json.loads(fields.get("body", ""))
+            validate_envelope(fields.get("kind", "SpecialistInvocationRequest"), envelope)
+        except (json.JSONDecodeError, EnvelopeInvalid) as exc:
+            self._dead(mid, fields, f"invalid envelope: {exc}")
+            return
+        future = self._pool.submit(self._handle, Delivery(mid, envelope, deliveries))
+        with self._lock:
+            self._inflight[future] = mid
+
+    def _holding(self) -> set[str]:
+        with self._lock:
+            return {mid for f, mid in self._inflight.items() if not f.done()}
+
+    def _handle(self, delivery: Delivery) -> None:
+        try:
+            self.handler(delivery)
+        except Exception:
+            # Not acknowledged: it is delivered again (after claim_idle_ms) until max_deliveries.
+            log.exception(
+                "specialist %s failed on message %s (delivery %d)", self.specialist, delivery.id, delivery.deliveries
+            )
+            return
+        self.t.redis.xack(self.key, self.t.group, delivery.id)
+
+    def _dead(self, mid: str, fields: dict[str, str], reason: str) -> None:
+        pipe = self.t.redis.pipeline()
+        pipe.xadd(dlq_key(self.specialist), {**fields, "reason": reason, "original_id": mid})
+        pipe.xack(self.key, self.t.group, mid)
+        pipe.execute()
+        log.warning("message %s of %s moved to the DLQ: %s", mid, self.specialist, reason)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the handler threads to finish what they hold (graceful shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending = list(self._inflight)
+        for f in pending:
+            f.result(max(0.0, deadline - time.monotonic()))
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except redis.ConnectionError:
+                log.warning("Redis unavailable; retrying")
+                stop.wait(1.0)
+        self.drain()
+        self._pool.shutdown(wait=True)

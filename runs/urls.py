@@ -1,0 +1,15 @@
+from django.urls import path
+
+from runs import views
+
+app_name = "runs"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("runs/", views.run_list, name="run_list"),
+    path("runs/new/", views.run_new, name="run_new"),
+    path("runs/<str:trace_id>/", views.run_detail, name="run_detail"),
+    path("runs/<str:trace_id>/abort/", views.run_abort_view, name="run_abort"),
+    path("graphs/", views.graph_list, name="graph_list"),
+    path("graphs/<str:name>/", views.graph_detail, name="graph_detail"),
+]

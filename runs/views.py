@@ -1,0 +1,198 @@
+"""Dashboard pages: parse, authorize (runs.permissions), call a selector or service, render."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.views.decorators.http import require_http_methods, require_POST
+
+from runs import selectors
+from runs.engine import statemachine as sm
+from runs.models import Graph, Run
+from runs.permissions import OPERATE, VIEW, can, primary_role, role_required
+from runs.services import leases
+from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
+
+
+def _when(value: str, *, end: bool = False) -> dt.datetime | None:
+    """A date (a whole day; ``end`` means the day after) or a datetime from a filter field."""
+    if not value:
+        return None
+    try:
+        day = parse_date(value)
+        moment = parse_datetime(value) if day is None else None
+    except ValueError:
+        return None
+    if day is not None:
+        moment = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time())
+    if moment is None:
+        return None
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.UTC)
+
+
+def _filters(request: HttpRequest) -> selectors.RunFilters:
+    q = request.GET
+    version = q.get("version", "")
+    status = q.get("status", "")
+    return selectors.RunFilters(
+        status=status if status in sm.STATUSES else "",
+        graph=q.get("graph", "").strip(),
+        version=int(version) if version.isdigit() else None,
+        since=_when(q.get("since", "")),
+        until=_when(q.get("until", ""), end=True),
+        trace=q.get("trace", "").strip(),
+    )
+
+
+@role_required(VIEW)
+def home(request: HttpRequest) -> HttpResponse:
+    summary = selectors.dashboard_summary(now=timezone.now())
+    peak = max([max(d["started"], d["completed"], d["failed"]) for d in summary["days"]] + [1])
+    slowest_peak = max([s["avg_seconds"] for s in summary["slowest"]] + [0.001])
+    recent = selectors.run_list(filters=selectors.RunFilters(), limit=8).runs
+    capacity = {"workers": leases.workers_alive(), "queued": leases.queue_depth(), "caps": leases.caps_waiting()}
+    return render(
+        request,
+        "runs/home.html",
+        {"summary": summary, "peak": peak, "slowest_peak": slowest_peak, "recent": recent, "capacity": capacity},
+    )
+
+
+@role_required(VIEW)
+def run_list(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    page = selectors.run_list(
+        filters=filters, sort=request.GET.get("sort", "-created"), cursor=request.GET.get("c", "")
+    )
+    counts = selectors.run_status_counts(filters=filters)
+    template = "runs/_run_table.html" if request.GET.get("partial") else "runs/run_list.html"
+    params = request.GET.copy()
+    params.pop("c", None)
+    params.pop("partial", None)
+    return render(
+        request,
+        template,
+        {
+            "page": page,
+            "counts": counts,
+            "filters": filters,
+            "graphs": selectors.graph_choices(),
+            "statuses": sm.STATUSES,
+            "query": params.urlencode(),
+            "paged": bool(request.GET.get("c")),
+            "can_operate": can(request.user, OPERATE),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(OPERATE)
+def run_new(request: HttpRequest) -> HttpResponse:
+    choices = selectors.graph_choices()
+    name = request.POST.get("graph") or request.GET.get("graph") or next(iter(choices), "")
+    version_raw = request.POST.get("version") or request.GET.get("version") or ""
+    graph = Graph.objects.filter(name=name, version=int(version_raw)).first() if version_raw.isdigit() else None
+    graph = graph or Graph.objects.filter(name=name).order_by("-version").first()
+    errors: list[dict[str, str]] = []
+    text = json.dumps(
+        selectors.input_example(schema=graph.definition.get("input_schema") or {}) if graph else {}, indent=2
+    )
+    if request.method == "POST" and graph is not None:
+        text = request.POST.get("input", "")
+        try:
+            data = json.loads(text or "{}")
+        except json.JSONDecodeError as exc:
+            errors = [{"path": "$", "message": f"not valid JSON: {exc}"}]
+        else:
+            errors = input_errors(graph=graph, data=data)
+        if not errors:
+            try:
+                run = run_start(
+                    graph_name=graph.name,
+                    version=graph.version,
+                    data=data,
+                    user=request.user,
+                    role=primary_role(request.user),
+                )
+            except InvalidInput as exc:
+                errors = exc.errors
+            else:
+                messages.success(request, f"Run {run.trace_id} started.")
+                return redirect("runs:run_detail", trace_id=run.trace_id)
+    context = {"choices": choices, "graph": graph, "input_text": text, "errors": errors}
+    return render(request, "runs/run_new.html", context, status=400 if errors else 200)
+
+
+@role_required(VIEW)
+def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("graph"), trace_id=trace_id)
+    steps = selectors.run_steps_view(run=run)
+    events = selectors.run_events_view(run=run)
+    step_param = request.GET.get("step", "")
+    current = int(step_param) if step_param.isdigit() else (steps[-1]["index"] if steps else 0)
+    current = min(current, steps[-1]["index"]) if steps else 0
+    page = {
+        "run": selectors.run_header(run=run),
+        "graph": selectors.graph_diagram(graph=run.graph),
+        "steps": steps,
+        "events": events,
+        "current": current,
+        "last_step": steps[-1]["index"] if steps else -1,
+        "last_event": events[-1]["id"] if events else 0,
+        "socket": f"/ws/runs/{run.pk}/",
+    }
+    return render(
+        request,
+        "runs/run_detail.html",
+        {
+            "run": run,
+            "page": page,
+            "current_step": steps[current] if steps and current < len(steps) else None,
+            "events": events,
+            "can_abort": can(request.user, OPERATE) and not run.is_terminal,
+        },
+    )
+
+
+@require_POST
+@role_required(OPERATE)
+def run_abort_view(request: HttpRequest, trace_id: str) -> HttpResponse:
+    run = get_object_or_404(Run, trace_id=trace_id)
+    try:
+        run_abort(run=run, actor=request.user.get_username())
+    except sm.InvalidTransition:
+        messages.error(request, f"Run {run.trace_id} has already finished ({run.status}).")
+    else:
+        messages.success(request, f"Abort requested for run {run.trace_id}.")
+    return redirect("runs:run_detail", trace_id=run.trace_id)
+
+
+@role_required(VIEW)
+def graph_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "runs/graph_list.html", {"graphs": selectors.graph_summaries()})
+
+
+@role_required(VIEW)
+def graph_detail(request: HttpRequest, name: str) -> HttpResponse:
+    versions = selectors.graph_versions(name=name)
+    if not versions:
+        raise Http404(f"no graph named {name}")
+    version = request.GET.get("version", "")
+    graph = next((g for g in versions if str(g.version) == version), versions[0])
+    recent = selectors.run_list(filters=selectors.RunFilters(graph=name), limit=20).runs
+    context: dict[str, Any] = {
+        "graph": graph,
+        "versions": versions,
+        "diagram": selectors.graph_diagram(graph=graph),
+        "recent": recent,
+        "schema": json.dumps(graph.definition.get("input_schema") or {}, indent=2),
+        "can_operate": can(request.user, OPERATE),
+    }
+    return render(request, "runs/graph_detail.html", context)

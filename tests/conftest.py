@@ -1,0 +1,95 @@
+"""Shared fixtures. Services are real: under CI=true a missing one fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+import tests.graphs  # registers the test nodes and graphs
+import tests.graphs_replay  # noqa: F401 - registers the replay test graphs
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(what: str) -> None:
+    """Fail under CI, skip on a developer machine without the service."""
+    message = f"{what} is not available"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a missing service is a failure)")
+    pytest.skip(message)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_db(transactional_db: None) -> None:
+    """A committed-data PostgreSQL database that other processes can see."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        service_missing("PostgreSQL (set DATABASE_URL=postgres://...)")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url or not _reachable(url, 6379):
+        service_missing("Redis (set REDIS_URL=redis://...)")
+    return url
+
+
+@pytest.fixture
+def fresh_registry() -> Iterator[None]:
+    """Node registrations made inside a test are removed after it."""
+    from runs.engine.graph import GRAPHS, NODES
+
+    nodes = dict(NODES._nodes)
+    graphs = dict(GRAPHS._graphs)
+    yield
+    NODES._nodes.clear()
+    NODES._nodes.update(nodes)
+    GRAPHS._graphs.clear()
+    GRAPHS._graphs.update(graphs)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each test gets its own channel layer instance.
+
+    A channels-redis layer binds its receive lock to the event loop of its first receive; each
+    async_to_sync call runs a new loop, so a layer shared across tests fails with "bound to a
+    different event loop" once an earlier test cancelled a receive while holding that lock.
+    """
+    from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    yield
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_database_sessions(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Worker processes killed by tests may leave sessions behind; end them so the test database can be dropped."""
+    yield
+    from django.db import connection
+
+    from tests.integration.processes import SPAWNED
+
+    with django_db_blocker.unblock():
+        if SPAWNED and connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

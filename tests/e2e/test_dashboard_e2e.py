@@ -1,0 +1,227 @@
+"""The dashboard in a real Chromium against `cmo_serve` (daphne + a worker) in a child process.
+
+Screenshots of each page (1366x768) go to test-artifacts/dashboard/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import service_missing
+from tests.integration.processes import ROOT, ManagedProcess
+
+pytestmark = pytest.mark.e2e
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+CHROMIUM = os.environ.get("CMO_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+GRAPH_MODULES = "runs.demo,tests.graphs,tests.e2e.graphs_e2e"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not Path(CHROMIUM).exists():
+        service_missing(f"Chromium at {CHROMIUM}")
+    var = tmp_path_factory.mktemp("e2e-var")
+    env = {
+        "CMO_VAR_DIR": str(var),
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "CMO_GRAPH_MODULES": GRAPH_MODULES,
+        "CMO_POLL_SECONDS": "0.2",
+    }
+    child_env = {**os.environ, **env}
+    for command in (["migrate", "--noinput", "-v0"], ["cmo_demo"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=child_env, check=True, capture_output=True
+        )
+    port = _free_port()
+    proc = ManagedProcess("cmo_serve", "--port", str(port), env=env, ready="CMO is serving").start(timeout=60)
+    try:
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "var": var,
+            "passwords": {r: (var / f"{r}-password").read_text().strip() for r in ("admin", "operator", "viewer")},
+            "proc": proc,
+        }
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium_browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def _page(chromium_browser: Any, server: dict[str, Any], role: str) -> Any:
+    context = chromium_browser.new_context(viewport={"width": 1366, "height": 768}, base_url=server["url"])
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    page.goto("/login/")
+    page.get_by_label("Username").fill(role)
+    page.get_by_label("Password").fill(server["passwords"][role])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/$"))
+    return page
+
+
+def shot(page: Any, name: str, *, full_page: bool = False) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def test_operator_starts_a_run_watches_it_live_and_steps_through_it(
+    chromium_browser: Any, server: dict[str, Any]
+) -> None:
+    expect = playwright_sync.expect
+    login = chromium_browser.new_page(viewport={"width": 1366, "height": 768})
+    login.goto(server["url"] + "/runs/")
+    expect(login.get_by_role("heading", name="Sign in")).to_be_visible()
+    shot(login, "01-login")
+    login.close()
+
+    page = _page(chromium_browser, server, "operator")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    shot(page, "02-home")
+    page.get_by_role("link", name="Runs", exact=True).click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    shot(page, "03-runs-list")
+
+    page.get_by_role("link", name="Start a run").first.click()
+    page.get_by_label("Graph", exact=True).select_option("incident-healing")
+    page.wait_for_url(re.compile(r"graph=incident-healing"))
+    page.get_by_label("Graph", exact=True).select_option("e2e-live")
+    page.wait_for_url(re.compile(r"graph=e2e-live"))
+    page.get_by_label(re.compile("^Input")).fill(json.dumps({"marker": 5}))
+    page.get_by_role("button", name="Start run").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("The input is not valid")
+    expect(alert).to_contain_text("'target' is a required property")
+    expect(alert).to_contain_text("$.marker")
+    shot(page, "04-start-form-errors")
+
+    marker = server["var"] / "e2e-marker"
+    page.get_by_label(re.compile("^Input")).fill(json.dumps({"marker": str(marker), "target": 4}))
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]{32}/$"))
+    status = page.locator("#run-status .status")
+    expect(status).to_have_text(re.compile("PENDING|RUNNING"))
+    expect(page.get_by_role("button", name="Abort run")).to_be_visible()
+    trace = page.url.rstrip("/").rsplit("/", 1)[-1]
+    runs_list = page.context.new_page()
+    runs_list.goto("/runs/")
+    listed = runs_list.locator(f"tr:has(a[href='/runs/{trace}/']) .status")
+    expect(listed).to_have_text(re.compile("PENDING|RUNNING"))
+    expect(runs_list.locator("#live-note")).to_contain_text("Live")
+    page.evaluate("window.__notReloaded = true")
+    marker.write_text("go")
+    expect(status).to_have_text("COMPLETED", timeout=20_000)
+    expect(listed).to_have_text("COMPLETED")  # the list's row changed without a reload too
+    runs_list.close()
+    assert page.evaluate("window.__notReloaded === true"), "the page reloaded"
+    expect(page.locator("[data-fact=steps]")).to_have_text("5")
+    expect(page.locator("#step-position")).to_have_text("Step 4 of 4")
+    expect(page.get_by_role("button", name="Abort run")).to_have_count(0)
+    shot(page, "05-run-completed-live")
+    run_url = page.url
+
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.locator(f"a[href='{run_url.removeprefix(server['url'])}']").click()
+    page.wait_for_url(run_url)
+    page.locator("#scrubber").focus()
+    page.keyboard.press("Home")
+    expect(page.locator("#step-position")).to_have_text("Step 0 of 4")
+    page.get_by_role("button", name="Next step").click()
+    page.get_by_role("button", name="Next step").click()
+    expect(page.locator("#step-position")).to_have_text("Step 2 of 4")
+    page.get_by_role("heading", name="Step through").click()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#step-position")).to_have_text("Step 3 of 4")
+    assert page.url.endswith("?step=3")
+    _assert_step_three(page, expect)
+    shot(page, "06-run-step-3")
+    shot(page, "06b-run-step-3-full", full_page=True)
+
+    page.goto(run_url + "?step=3")
+    expect(page.locator("#scrubber")).to_have_value("3")
+    _assert_step_three(page, expect)
+    page.get_by_role("button", name="Play").click()
+    expect(page.locator("#step-position")).to_have_text("Step 4 of 4", timeout=5_000)
+    expect(page.get_by_role("button", name="Play")).to_be_enabled()
+    page.get_by_role("button", name="Previous step").click()
+    expect(page.locator("#step-position")).to_have_text("Step 3 of 4")
+
+    page.get_by_role("link", name="Graphs").click()
+    shot(page, "07-graphs")
+    page.get_by_role("link", name="incident-healing").first.click()
+    nodes = page.evaluate("JSON.parse(document.getElementById('graph-data').textContent).nodes.length")
+    expect(page.locator("#diagram .node")).to_have_count(nodes + 1)  # and END
+    shot(page, "08-graph-detail")
+    demo_failed = page.get_by_role("link", name=re.compile("^[0-9a-f]{12}$")).first
+    demo_failed.click()
+    expect(page.locator("#diagram .node.current")).to_have_count(1)
+    shot(page, "09-demo-run")
+    assert page.js_errors == []
+
+
+def _assert_step_three(page: Any, expect: Any) -> None:
+    expect(page.locator("#step-title")).to_have_text("Step 3 · t_count")
+    expect(page.locator("#step-state")).to_contain_text('"n": 3')
+    diff = page.locator("#step-diff")
+    expect(diff).to_contain_text("$.n")
+    expect(diff.locator("tbody tr").first).to_contain_text("changed")
+    expect(page.locator("#step-input")).to_contain_text('"n": 2')
+    expect(page.locator("#diagram .node.current")).to_contain_text("t_count")
+    expect(page.locator("#diagram .edge.taken")).to_have_count(2)
+
+
+def test_a_viewer_finds_no_start_or_abort_control_and_is_refused(chromium_browser: Any, server: dict[str, Any]) -> None:
+    expect = playwright_sync.expect
+    page = _page(chromium_browser, server, "viewer")
+    page.goto("/runs/")
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    expect(page.get_by_role("link", name="Start a run")).to_have_count(0)
+    shot(page, "10-viewer-runs")
+    page.locator("table.runs tbody a.mono").first.click()
+    expect(page.get_by_role("heading", name=re.compile("^Run "))).to_be_visible()
+    expect(page.get_by_role("button", name="Abort run")).to_have_count(0)
+    shot(page, "11-viewer-run")
+    trace = page.url.rstrip("/").rsplit("/", 1)[-1]
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    headers = {"X-CSRFToken": token, "Referer": server["url"] + "/runs/"}
+    started = page.request.post("/runs/new/", form={"graph": "incident-healing", "input": "{}"}, headers=headers)
+    aborted = page.request.post(f"/runs/{trace}/abort/", headers=headers)
+    assert (started.status, aborted.status) == (403, 403)
+    assert page.goto("/runs/new/").status == 403

@@ -1,0 +1,29 @@
+"""Run a graph to its end in the test process, with the real ORM checkpointer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runs.engine.executor import Executor, Outcome
+from runs.models import Run
+from runs.services.checkpoint import DjangoCheckpointer
+from runs.services.leases import run_claim
+from runs.services.runs import run_start
+
+OWNER = "test-worker"
+
+
+def execute(run: Run, *, owner: str = OWNER, max_steps: int | None = None, **executor_kwargs: Any) -> Outcome:
+    assert run_claim(run_id=run.pk, owner=owner), "run was not claimable"
+    executor = Executor(DjangoCheckpointer(owner=owner), sleep=lambda s: None, **executor_kwargs)
+    try:
+        return executor.run(run.pk, max_steps=max_steps)
+    finally:
+        executor.close()
+
+
+def start_and_execute(graph: str, data: Any = None, **kwargs: Any) -> Run:
+    run = run_start(graph_name=graph, data=data or {}, seed=kwargs.pop("seed", 42))
+    execute(run, **kwargs)
+    run.refresh_from_db()
+    return run

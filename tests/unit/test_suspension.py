@@ -1,0 +1,63 @@
+"""Suspension: a run waiting for an answer holds no worker and resumes when the answer is recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs.engine.executor import Outcome
+from runs.models import Activity, Run
+from runs.services.runs import run_start
+from runs.services.signals import NoPendingActivity, run_signal
+from tests.helpers import execute
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_run_waits_without_a_lease_and_resumes_with_earlier_activities_replayed() -> None:
+    run = run_start(graph_name="t-signal", data={"target": 1}, seed=1)
+    assert execute(run) is Outcome.SUSPENDED
+    run.refresh_from_db()
+    assert run.status == "WAITING"
+    assert run.lease_owner == "" and run.lease_expires_at is None
+    assert "signal 'go'" in run.wait_reason
+    now_record = Activity.objects.get(run=run, type="now")
+    pending = Activity.objects.get(run=run, type="signal")
+    assert pending.status == "pending"
+
+    run_signal(run=run, name="go", payload={"ok": True}, actor="tester")
+    run.refresh_from_db()
+    assert run.status == "RUNNING"
+    assert execute(run) is Outcome.COMPLETED
+    run.refresh_from_db()
+    assert run.state["answer"] == {"ok": True}
+    # The step re-executed, yet `now` came back from its record: same row, same value.
+    assert Activity.objects.filter(run=run, type="now").count() == 1
+    assert run.state["asked_at"] == Activity.objects.get(pk=now_record.pk).response
+    kinds = list(run.events.values_list("kind", "to_status"))
+    assert ("status", "WAITING") in kinds and ("answered", "") in kinds
+
+
+def test_a_signal_nobody_waits_for_is_refused() -> None:
+    run = run_start(graph_name="t-count", data={"target": 1})
+    with pytest.raises(NoPendingActivity, match="not waiting for signal 'go'"):
+        run_signal(run=run, name="go", payload=1)
+
+
+def test_an_answer_recorded_before_the_worker_suspends_is_not_lost() -> None:
+    run = run_start(graph_name="t-signal", data={"target": 1}, seed=1)
+    assert execute(run) is Outcome.SUSPENDED
+    run_signal(run=run, name="go", payload="first")
+    # Simulate the race: the answer is already there when the step runs again.
+    assert execute(run) is Outcome.COMPLETED
+    assert Run.objects.get(pk=run.pk).state["answer"] == "first"
+
+
+def test_aborting_a_waiting_run_ends_it_at_once() -> None:
+    from runs.services.runs import run_abort
+
+    run = run_start(graph_name="t-signal", data={"target": 1})
+    execute(run)
+    run.refresh_from_db()
+    run_abort(run=run, actor="tester")
+    run.refresh_from_db()
+    assert run.status == "ABORTED"

@@ -12,5 +12,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="runs/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/", include("cmo_site.api_urls")),
+    path("", include("cmo_site.ops_urls")),
+    path("approvals/", include("approvals.urls")),
+    path("", include("replay.urls")),
     path("", include("runs.urls")),
 ]

@@ -6,100 +6,17 @@ Screenshots of each page (1366x768) go to test-artifacts/dashboard/.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import service_missing
-from tests.integration.processes import ROOT, ManagedProcess
+from tests.e2e.browser import shot
+from tests.e2e.browser import signed_in_page as _page
 
 pytestmark = pytest.mark.e2e
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("CMO_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-GRAPH_MODULES = "runs.demo,tests.graphs,tests.e2e.graphs_e2e"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not Path(CHROMIUM).exists():
-        service_missing(f"Chromium at {CHROMIUM}")
-    var = tmp_path_factory.mktemp("e2e-var")
-    env = {
-        "CMO_VAR_DIR": str(var),
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-        "CMO_GRAPH_MODULES": GRAPH_MODULES,
-        "CMO_POLL_SECONDS": "0.2",
-    }
-    child_env = {**os.environ, **env}
-    for command in (["migrate", "--noinput", "-v0"], ["cmo_demo"]):
-        subprocess.run(
-            [sys.executable, "manage.py", *command], cwd=ROOT, env=child_env, check=True, capture_output=True
-        )
-    port = _free_port()
-    proc = ManagedProcess("cmo_serve", "--port", str(port), env=env, ready="CMO is serving").start(timeout=60)
-    try:
-        yield {
-            "url": f"http://127.0.0.1:{port}",
-            "var": var,
-            "passwords": {r: (var / f"{r}-password").read_text().strip() for r in ("admin", "operator", "viewer")},
-            "proc": proc,
-        }
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium_browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
-
-
-def _page(chromium_browser: Any, server: dict[str, Any], role: str) -> Any:
-    context = chromium_browser.new_context(viewport={"width": 1366, "height": 768}, base_url=server["url"])
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
-    page.goto("/login/")
-    page.get_by_label("Username").fill(role)
-    page.get_by_label("Password").fill(server["passwords"][role])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/$"))
-    return page
-
-
-def shot(page: Any, name: str, *, full_page: bool = False) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 def test_operator_starts_a_run_watches_it_live_and_steps_through_it(

@@ -1,0 +1,5 @@
+"""The JSON API under /api/."""
+
+from django.urls import URLPattern, URLResolver
+
+urlpatterns: list[URLPattern | URLResolver] = []

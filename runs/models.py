@@ -77,6 +77,7 @@ class Run(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
     parent_step = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    pinned = models.BooleanField(default=False, help_text="kept by the retention policy whatever its age")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -195,6 +196,11 @@ class Specialist(models.Model):
     address = models.CharField(max_length=300, blank=True, help_text="stream name or URL")
     registered = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
+    max_in_flight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="at most this many invocations awaiting a reply at once; later calls queue in submission order",
+    )
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,5 +1,11 @@
-"""Operations endpoints: readiness and Prometheus metrics."""
+"""Operations endpoints: readiness and Prometheus metrics (/health, liveness, is in cmo_site.urls)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from cmo_site.health import health_ready
+from cmo_site.prometheus import metrics
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("health/ready", health_ready, name="health-ready"),
+    path("metrics", metrics, name="metrics"),
+]

@@ -10,8 +10,9 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.scheduling import sweep
 
 
@@ -24,6 +25,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         interval = options["interval"] or settings.CMO_SWEEP_SECONDS
+        try:
+            self.stdout.write(startup_check())
+        except DependencyUnavailable as exc:
+            raise CommandError(str(exc)) from None
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -16,8 +16,9 @@ from channels.routing import get_default_application
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
 from runs.services.scheduling import sweep
 from runs.services.specialists import specialist_sync_inprocess
@@ -37,6 +38,10 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=None, help="runner threads")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self.stdout.write(startup_check())
+        except DependencyUnavailable as exc:
+            raise CommandError(str(exc)) from None
         graph_sync_all()
         specialist_sync_inprocess()
         host = WorkerHost(concurrency=options["concurrency"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cmo_site.health import dependency_report
+from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
 from runs.services.specialists import specialist_sync_inprocess
 from runs.worker.channel import listen_forever
@@ -24,12 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--lease", type=float, default=None, help="lease length in seconds")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = dependency_report()
-        down = {name: c["detail"] for name, c in report.items() if not c["ok"]}
-        if "database" in down:
-            raise CommandError(f"cannot start: the database is unreachable ({down['database']})")
-        if "channel_layer" in down:
-            self.stderr.write(f"channel layer unreachable ({down['channel_layer']}); polling the database only")
+        try:
+            self.stdout.write(startup_check())
+        except DependencyUnavailable as exc:
+            raise CommandError(str(exc)) from None
         graph_sync_all()
         specialist_sync_inprocess()
         host = WorkerHost(

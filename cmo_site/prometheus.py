@@ -1,0 +1,122 @@
+"""The Prometheus endpoint (/metrics): figures read from the database at scrape time.
+
+Workers are many processes on many machines, so per-process counters would
+each see a fraction; the database sees everything. Each scrape runs a handful
+of aggregate queries (grouped counts over indexed columns).
+
+Row counts are exposed as gauges (``cmo_steps_stored`` ...), not counters:
+retention deletes old rows, and a counter that goes down reads to Prometheus
+as a reset (a spike in ``rate()``).
+
+Access: with ``CMO_METRICS_TOKEN`` set, a request needs ``Authorization: Bearer
+<token>`` (or a logged-in staff session). Without it, only loopback clients and
+staff sessions get the figures; behind a reverse proxy on the same host every
+client looks like loopback, so set the token there (``check --deploy`` warns).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from runs.engine import statemachine as sm
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+class CmoCollector(Collector):
+    """Runs, steps, activities, queue, caps, workers and approvals, as the database has them now."""
+
+    def collect(self) -> Iterator[Metric]:
+        from approvals.selectors import pending_count
+        from runs.models import Activity, Run, Step
+        from runs.services.leases import caps_waiting, queue_depth, workers_alive
+
+        runs = GaugeMetricFamily("cmo_runs", "Runs by status.", labels=["status"])
+        by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
+        for status in sm.STATUSES:
+            runs.add_metric([status], by_status.get(status, 0))
+        yield runs
+
+        yield GaugeMetricFamily("cmo_steps_stored", "Steps recorded (all runs kept).", value=Step.objects.count())
+
+        activities = GaugeMetricFamily("cmo_activities_stored", "Activities recorded, by type.", labels=["type"])
+        errors = GaugeMetricFamily(
+            "cmo_activity_errors_stored", "Activities recorded as failed, by type.", labels=["type"]
+        )
+        totals: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for kind, status, n in Activity.objects.order_by().values_list("type", "status").annotate(n=Count("id")):
+            totals[kind] = totals.get(kind, 0) + n
+            if status == "failed":
+                failed[kind] = failed.get(kind, 0) + n
+        for kind in sorted(totals):
+            activities.add_metric([kind], totals[kind])
+            errors.add_metric([kind], failed.get(kind, 0))
+        yield activities
+        yield errors
+
+        yield GaugeMetricFamily(
+            "cmo_queue_depth", "Runs runnable now and not leased (waiting for a worker).", value=queue_depth()
+        )
+        capped = GaugeMetricFamily(
+            "cmo_runs_waiting_on_cap", "PENDING runs held back by their graph's cap.", labels=["graph"]
+        )
+        for graph, n in sorted(caps_waiting().items()):
+            capped.add_metric([graph], n)
+        yield capped
+
+        in_flight = GaugeMetricFamily(
+            "cmo_worker_runs_in_flight", "Runs a worker holds (from its last heartbeat).", labels=["worker"]
+        )
+        capacity = GaugeMetricFamily("cmo_worker_concurrency", "A worker's runner threads.", labels=["worker"])
+        alive = workers_alive()
+        for w in alive:
+            in_flight.add_metric([w.owner], w.in_flight)
+            capacity.add_metric([w.owner], w.concurrency)
+        yield in_flight
+        yield capacity
+        yield GaugeMetricFamily("cmo_workers_alive", "Workers seen in the last 30 s.", value=len(alive))
+
+        yield GaugeMetricFamily(
+            "cmo_approvals_pending", "Approval requests waiting for a decision.", value=pending_count()
+        )
+
+
+def build_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CmoCollector())
+    return registry
+
+
+REGISTRY = build_registry()
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    """The access rule in the module docstring."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    token = settings.CMO_METRICS_TOKEN
+    if token:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return request.META.get("REMOTE_ADDR", "") in LOOPBACK
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        response = HttpResponse("metrics need a bearer token (CMO_METRICS_TOKEN)\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

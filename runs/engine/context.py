@@ -336,6 +336,11 @@ class NodeContext:
     def cancel(self) -> None:
         self._cancelled.set()
 
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the step is abandoned (timeout, shutdown): wait on it instead of sleeping."""
+        return self._cancelled
+
     def check_live(self) -> None:
         if self._cancelled.is_set():
             raise Cancelled(f"step {self.step} ({self.node}) was abandoned; no more activities may run")

@@ -36,6 +36,10 @@ class BundleError(ValueError):
     """A bundle that cannot be imported; the message says why."""
 
 
+class BundleConflict(BundleError):
+    """The bundle's run already exists in this installation."""
+
+
 def _when(text: str) -> dt.datetime:
     value = parse_datetime(text)
     if value is None:
@@ -156,7 +160,7 @@ def bundle_import(*, bundle: Any) -> Run:
     if r["status"] not in ("COMPLETED", "FAILED", "TIMED_OUT", "ABORTED"):
         raise BundleError(f"run {r['trace_id']} is {r['status']}: only ended runs are imported (nothing re-runs)")
     if Run.objects.filter(trace_id=r["trace_id"]).exists():
-        raise BundleError(f"run {r['trace_id']} already exists here")
+        raise BundleConflict(f"run {r['trace_id']} already exists here")
     with transaction.atomic():
         graph = Graph.objects.filter(name=g["name"], definition_hash=g["definition_hash"]).first()
         if graph is None:

@@ -69,6 +69,10 @@ class WorkerHost:
         keeper = threading.Thread(target=self._keeper, name="cmo-lease-keeper", daemon=True)
         keeper.start()
         self._threads.append(keeper)
+        if settings.REDIS_URL:
+            from runs.worker.replies import ReplyListener
+
+            self._threads.append(ReplyListener(settings.REDIS_URL, self.owner).start(self._stopping))
         log.info("worker %s started with %d runner threads", self.owner, self.concurrency)
 
     def wake(self, run_id: int | None = None) -> None:

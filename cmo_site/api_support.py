@@ -1,0 +1,231 @@
+"""What every API router shares: authentication, the role check, the error shape and its handlers.
+
+Authentication (either):
+- ``Authorization: Bearer <token>`` (an ApiToken; the token's role caps its user's roles).
+  A bearer header with an unknown or revoked token is a 401, never a fall-through to the session.
+- the browser's session cookie, with Django's CSRF check on unsafe methods (``X-CSRFToken``).
+
+Every error is JSON ``{"code", "message", "details"}``: 400 malformed request
+(unparseable JSON), 401 no or bad credentials, 403 role (or CSRF), 404, 409
+conflict with the resource's state, 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE,
+422 a well-formed request whose values are invalid (per-field ``details``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
+from django.db import DataError
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
+from pydantic import StringConstraints
+
+from approvals.services import ApprovalNotPending, ApprovalNotReady, ReasonRequired
+from cmo_site.models import ApiToken
+from cmo_site.tokens import SPECIALIST, api_token_authenticate, token_roles
+from replay.bundles import BundleConflict, BundleError
+from replay.services import ReplayError
+from runs.engine.errors import GraphValidationError, InvalidTransition
+from runs.permissions import ADMIN, APPROVE, APPROVER, OPERATE, OPERATOR, ROLES, VIEW, VIEWER, user_roles
+from runs.services.runs import InvalidInput
+
+logger = logging.getLogger("cmo.api")
+
+# Actions the API checks; VIEW, OPERATE and APPROVE mean what they mean on the pages.
+MANAGE_SPECIALISTS = "manage_specialists"
+GRANTS: dict[str, frozenset[str]] = {
+    VIEW: frozenset(ROLES),
+    OPERATE: frozenset({OPERATOR, ADMIN}),
+    APPROVE: frozenset({APPROVER, ADMIN}),
+    MANAGE_SPECIALISTS: frozenset({OPERATOR, ADMIN, SPECIALIST}),
+}
+
+
+# Text the database can store: PostgreSQL refuses NUL characters in text and JSON.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=10_000)]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")]
+TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+# PositiveIntegerField and friends are 32-bit in PostgreSQL; larger numbers are a 422, not a database error.
+MAX_INT = 2**31 - 1
+
+
+def reject_nul(value: Any, *, what: str) -> Any:
+    """``value`` unchanged, or a 422 if a string in it holds a NUL character (no database stores those in JSON)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise ApiError(422, "unstorable_value", f"{what} contains a NUL character, which cannot be stored")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ApiError(Exception):
+    """An error answer: ``status`` with ``{"code", "message", "details"}``."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        super().__init__(message)
+
+
+def errors(*codes: int) -> dict[frozenset[int], type[ErrorOut]]:
+    """The ``response=`` entry documenting an endpoint's error statuses (401 always applies)."""
+    return {frozenset({401, *codes}): ErrorOut}
+
+
+# -- who is asking --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a user, the roles that apply to this request, and the token if one was used."""
+
+    user: AbstractBaseUser
+    roles: frozenset[str]
+    token: ApiToken | None = None
+
+    @property
+    def username(self) -> str:
+        return self.user.get_username()
+
+    @property
+    def primary_role(self) -> str:
+        """The strongest role in effect, recorded on runs this caller starts."""
+        return next((r for r in (ADMIN, OPERATOR, APPROVER, VIEWER, SPECIALIST) if r in self.roles), "")
+
+    def can(self, action: str) -> bool:
+        return bool(self.roles & GRANTS[action])
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Principal:
+        found = api_token_authenticate(raw=token.strip())
+        if found is None:
+            raise ApiError(401, "invalid_token", "the API token is unknown, revoked or its user is inactive")
+        roles = token_roles(user_roles=user_roles(found.user), token_role=found.role)
+        return Principal(user=found.user, roles=frozenset(roles), token=found)
+
+
+class Session(APIKeyCookie):
+    """The signed-in browser. No session means "try the next method", so the answer is 401, not a CSRF 403."""
+
+    param_name = "sessionid"
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE") and check_csrf(request) is not None:
+            raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken")
+        return Principal(user=user, roles=frozenset(user_roles(user)))  # type: ignore[arg-type]
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
+        return self(request)
+
+
+AUTH = [BearerToken(), Session()]
+
+
+def authorize(request: HttpRequest, action: str) -> Principal:
+    """The caller, if their roles allow ``action``; otherwise a 403."""
+    principal = getattr(request, "auth", None)
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "unauthenticated", "sign in or send Authorization: Bearer <token>")
+    if not principal.can(action):
+        via = f"token role {principal.token.role!r}" if principal.token else "your roles"
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{via} do not allow {action}",
+            {"action": action, "roles": sorted(principal.roles), "needs_one_of": sorted(GRANTS[action])},
+        )
+    return principal
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _field_errors(raw: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in raw
+    ]
+
+
+# Exceptions the services raise, their status and code; the first match (in this order) wins.
+_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (RequestDataTooBig, 413, "payload_too_large"),
+    (PermissionDenied, 403, "forbidden"),
+    (Http404, 404, "not_found"),
+    (ObjectDoesNotExist, 404, "not_found"),
+    (InvalidTransition, 409, "invalid_transition"),
+    (ApprovalNotPending, 409, "not_pending"),
+    (ApprovalNotReady, 409, "not_ready"),
+    (BundleConflict, 409, "already_exists"),
+    (InvalidInput, 422, "invalid_input"),
+    (GraphValidationError, 422, "invalid_graph"),
+    (ReasonRequired, 422, "reason_required"),
+    (ReplayError, 422, "replay_refused"),
+    (BundleError, 422, "invalid_bundle"),
+    # The database refused a value the schema let through.
+    (DataError, 422, "unstorable_value"),
+]
+_UNAUTHENTICATED = "sign in or send Authorization: Bearer <token>"
+
+
+def error_body(exc: Exception) -> tuple[int, str, str, Any]:
+    """(status, code, message, details) for an exception an endpoint raised."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message, exc.details
+    if isinstance(exc, ValidationError):
+        return 422, "validation_error", "the request does not match the schema", _field_errors(exc.errors)
+    if isinstance(exc, AuthenticationError):
+        return 401, "unauthenticated", _UNAUTHENTICATED, None
+    if isinstance(exc, HttpError):
+        if isinstance(exc.__cause__, RequestDataTooBig):
+            return 413, "payload_too_large", str(exc.__cause__), None
+        if exc.status_code == 400:
+            return 400, "malformed_request", "the request body is not valid JSON", None
+        return exc.status_code, "error", exc.message, None
+    for exc_class, status, code in _ERRORS:
+        if isinstance(exc, exc_class):
+            details: Any = None
+            if isinstance(exc, InvalidInput):
+                details = exc.errors
+            elif isinstance(exc, GraphValidationError):
+                details = exc.problems
+            return status, code, str(exc) or code, details
+    raise exc
+
+
+def install_error_handlers(api: NinjaAPI) -> None:
+    """Answer every error the routers and services raise with its status and a JSON body; others propagate (500)."""
+
+    def handler(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
+        assert isinstance(exc, Exception)
+        status, code, message, details = error_body(exc)
+        return api.create_response(request, {"code": code, "message": message, "details": details}, status=status)
+
+    for exc_class in [ApiError, ValidationError, HttpError, *(e for e, _, _ in _ERRORS)]:
+        api.add_exception_handler(exc_class, handler)

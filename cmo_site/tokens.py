@@ -1,0 +1,103 @@
+"""API token services: create (the secret is returned once), authenticate, revoke.
+
+A token is ``cmo_`` followed by 43 URL-safe characters (256 random bits). The
+database holds its SHA-256 and its first 12 characters: a stolen database
+yields no usable token, and the prefix finds the row without a table scan.
+The role stored on a token caps what its user may do through it
+(:func:`token_roles`); a user who loses a role loses it through every token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from cmo_site.models import TOKEN_ROLE_CHOICES, ApiToken
+from runs.permissions import ADMIN, APPROVER, OPERATOR, VIEWER
+
+TOKEN_PREFIX = "cmo_"
+PREFIX_LENGTH = 12
+SPECIALIST = "specialist"
+TOKEN_ROLES = [value for value, _ in TOKEN_ROLE_CHOICES]
+# Writing last_used_at on every request would make every API read a write.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+# The user roles each token role lets through.
+_CAPS: dict[str, frozenset[str]] = {
+    VIEWER: frozenset({VIEWER}),
+    OPERATOR: frozenset({VIEWER, OPERATOR}),
+    APPROVER: frozenset({VIEWER, APPROVER}),
+    ADMIN: frozenset({VIEWER, OPERATOR, APPROVER, ADMIN}),
+}
+
+
+class TokenRoleError(ValueError):
+    """The role is not a token role."""
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_token_create(*, user: AbstractBaseUser, role: str, name: str = "") -> tuple[ApiToken, str]:
+    """Store a new token for ``user`` capped at ``role``; returns the row and the token (shown once)."""
+    if role not in TOKEN_ROLES:
+        raise TokenRoleError(f"unknown token role {role!r}; roles: {', '.join(TOKEN_ROLES)}")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user=user, role=role, name=name, prefix=raw[:PREFIX_LENGTH], token_hash=_digest(raw))  # type: ignore[misc]
+    token.save()
+    return token, raw
+
+
+def api_token_authenticate(*, raw: str, now: dt.datetime | None = None) -> ApiToken | None:
+    """The active token ``raw`` names (its user loaded), or None. Records when it was last used."""
+    if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    digest = _digest(raw)
+    candidates = ApiToken.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH], revoked_at__isnull=True)
+    token = next((t for t in candidates if hmac.compare_digest(t.token_hash, digest)), None)
+    if token is None or not token.user.is_active:
+        return None
+    now = now or timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def api_token_revoke(*, token: ApiToken, now: dt.datetime | None = None) -> bool:
+    """Revoke ``token``; False if it was already revoked. Takes effect on the next request."""
+    when = now or timezone.now()
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=when) == 1
+    if revoked:
+        token.revoked_at = when
+    return revoked
+
+
+def token_roles(*, user_roles: set[str], token_role: str) -> set[str]:
+    """What a token may do: the user's roles within the token's cap.
+
+    A "specialist" token holds only the specialist role, and only while its
+    user is an operator or admin (who may manage specialists).
+    """
+    if token_role == SPECIALIST:
+        return {SPECIALIST} if user_roles & {OPERATOR, ADMIN} else set()
+    return user_roles & _CAPS.get(token_role, frozenset())
+
+
+def token_summary(token: ApiToken) -> dict[str, Any]:
+    return {
+        "prefix": token.prefix,
+        "user": token.user.get_username(),
+        "role": token.role,
+        "name": token.name,
+        "created_at": token.created_at,
+        "last_used_at": token.last_used_at,
+        "revoked": token.is_revoked,
+    }

@@ -1,0 +1,101 @@
+"""The JSON API for replay: fork, verify, compare, export and import runs (under /api/runs/...)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from django.http import HttpRequest
+from ninja import Body, Field, Query, Router, Schema
+from pydantic import WithJsonSchema
+
+from cmo_site.api_support import MAX_INT, TraceId, authorize, errors, reject_nul
+from replay.bundles import SCHEMA as BUNDLE_SCHEMA
+from replay.bundles import bundle_export, bundle_import
+from replay.services import run_compare, run_fork, run_verify
+from runs.api import RunOut, run_or_404, run_out
+from runs.permissions import OPERATE, VIEW
+
+router = Router(tags=["replay"])
+
+# The bundle's own JSON Schema (replay/schemas/trace_bundle.schema.json) documents both directions.
+TraceBundle = Annotated[
+    dict[str, Any],
+    WithJsonSchema({k: v for k, v in BUNDLE_SCHEMA.items() if k not in ("$schema", "$id")}),
+]
+
+
+class ForkIn(Schema):
+    step: int = Field(ge=0, le=MAX_INT, description="continue after this step")
+    state: Any = Field(None, description="the state to continue with (default: the recorded state at step)")
+    version: int | None = Field(None, ge=1, le=MAX_INT, description="run on this graph version (same or newer)")
+
+
+class StepCheckOut(Schema):
+    index: int
+    node: str
+    status: Literal["match", "mismatch", "unchecked"]
+    cause: str
+    detail: dict[str, Any]
+
+
+class VerifyOut(Schema):
+    trace_id: str
+    ok: bool
+    steps: list[StepCheckOut]
+    first_divergence: StepCheckOut | None
+
+
+class ComparePairOut(Schema):
+    left: int | None
+    right: int | None
+    node: str
+    match: bool
+    diff: list[dict[str, Any]]
+
+
+class CompareOut(Schema):
+    left: str
+    right: str
+    match_percent: float
+    first_divergence: ComparePairOut | None
+    pairs: list[ComparePairOut]
+
+
+class CompareQuery(Schema):
+    other: TraceId = Field(description="the trace id of the run to compare with")
+
+
+# Declared before /runs/{trace_id} routes of the runs router so "import" is not read as a trace id.
+@router.post("/runs/import", response={201: RunOut, **errors(400, 403, 409, 413, 422)})
+def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> tuple[int, dict[str, Any]]:
+    authorize(request, OPERATE)
+    run = bundle_import(bundle=reject_nul(bundle, what="the bundle"))
+    return 201, run_out(run_or_404(run.trace_id))
+
+
+@router.post("/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 422)})
+def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> tuple[int, dict[str, Any]]:
+    principal = authorize(request, OPERATE)
+    state = reject_nul(body.state, what="the state")
+    child = run_fork(
+        run=run_or_404(trace_id), step=body.step, state=state, version=body.version, actor=principal.username
+    )
+    return 201, run_out(run_or_404(child.trace_id))
+
+
+@router.post("/runs/{trace_id}/verify", response={200: VerifyOut, **errors(403, 404, 422)})
+def run_verify_endpoint(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return run_verify(run=run_or_404(trace_id)).as_dict()
+
+
+@router.get("/runs/{trace_id}/compare", response={200: CompareOut, **errors(403, 404, 422)})
+def run_compare_endpoint(request: HttpRequest, trace_id: TraceId, query: Query[CompareQuery]) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return run_compare(left=run_or_404(trace_id), right=run_or_404(query.other)).as_dict()
+
+
+@router.get("/runs/{trace_id}/export", response={200: TraceBundle, **errors(403, 404, 422)})
+def run_export(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return bundle_export(run=run_or_404(trace_id))

@@ -1,0 +1,511 @@
+"""The JSON API for graphs, runs, specialists and metrics (mounted under /api by cmo_site.api).
+
+Endpoints parse, authorize (cmo_site.api_support.authorize), call a service or
+selector and return; errors are raised and turned into JSON by the handlers
+in cmo_site.api_support.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from ninja import Field, Query, Router, Schema
+
+from cmo_site.api_support import MANAGE_SPECIALISTS, MAX_INT, ApiError, Name, TraceId, authorize, errors
+from cmo_site.api_support import reject_nul as _reject_nul
+from runs import metrics, selectors
+from runs.models import Activity, Graph, Run, Specialist
+from runs.permissions import OPERATE, VIEW
+from runs.services.graphs import graph_create_from_json, graph_resolve
+from runs.services.runs import run_abort, run_start
+from runs.services.specialists import specialist_heartbeat, specialist_register, specialist_status
+
+router = Router()
+
+Index = Annotated[int, Field(ge=0, le=MAX_INT)]
+Version = Annotated[int, Field(ge=1, le=MAX_INT)]
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Status = Literal["PENDING", "RUNNING", "WAITING", "COMPLETED", "FAILED", "TIMED_OUT", "ABORTED"]
+
+
+# -- graphs ----------------------------------------------------------------------------------
+
+
+class GraphSummaryOut(Schema):
+    name: str
+    latest_version: int
+    description: str
+    versions: int
+    runs: int
+    updated_at: dt.datetime
+
+
+class GraphListOut(Schema):
+    graphs: list[GraphSummaryOut]
+
+
+class GraphOut(Schema):
+    name: str
+    version: int
+    description: str
+    origin: Literal["code", "json"]
+    definition: dict[str, Any]
+    definition_hash: str
+    node_hashes: dict[str, str]
+    created_at: dt.datetime
+
+
+class GraphVersionOut(Schema):
+    version: int
+    description: str
+    origin: Literal["code", "json"]
+    definition_hash: str
+    created_at: dt.datetime
+    runs: int
+
+
+class GraphVersionsOut(Schema):
+    name: str
+    versions: list[GraphVersionOut]
+
+
+class GraphQuery(Schema):
+    version: Version | None = Field(None, description="a version number (default: the latest)")
+
+
+class GraphCreateIn(Schema):
+    definition: dict[str, Any] = Field(
+        description="name, entry, nodes (registered node names), edges, optional input_schema and limits"
+    )
+
+
+class GraphCreateOut(Schema):
+    created: bool = Field(description="false when the latest version already has this definition")
+    graph: GraphOut
+
+
+@router.get("/graphs", response={200: GraphListOut, **errors(403)}, tags=["graphs"])
+def graph_list(request: HttpRequest) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return {
+        "graphs": [
+            {
+                "name": g["name"],
+                "latest_version": g["latest"].version,
+                "description": g["latest"].description,
+                "versions": g["versions"],
+                "runs": g["runs"],
+                "updated_at": g["latest"].created_at,
+            }
+            for g in selectors.graph_summaries()
+        ]
+    }
+
+
+@router.post(
+    "/graphs", response={200: GraphCreateOut, 201: GraphCreateOut, **errors(400, 403, 413, 422)}, tags=["graphs"]
+)
+def graph_create(request: HttpRequest, body: GraphCreateIn) -> tuple[int, dict[str, Any]]:
+    authorize(request, OPERATE)
+    graph, created = graph_create_from_json(definition=_reject_nul(body.definition, what="the definition"))
+    return (201 if created else 200), {"created": created, "graph": graph}
+
+
+@router.get("/graphs/{name}", response={200: GraphOut, **errors(403, 404, 422)}, tags=["graphs"])
+def graph_get(request: HttpRequest, name: Name, query: Query[GraphQuery]) -> Graph:
+    authorize(request, VIEW)
+    return graph_resolve(name=name, version=query.version)
+
+
+@router.get("/graphs/{name}/versions", response={200: GraphVersionsOut, **errors(403, 404, 422)}, tags=["graphs"])
+def graph_versions(request: HttpRequest, name: Name) -> dict[str, Any]:
+    authorize(request, VIEW)
+    versions = selectors.graph_versions(name=name)
+    if not versions:
+        raise ApiError(404, "not_found", f"no graph named {name!r}")
+    return {
+        "name": name,
+        "versions": [
+            {
+                "version": g.version,
+                "description": g.description,
+                "origin": g.origin,
+                "definition_hash": g.definition_hash,
+                "created_at": g.created_at,
+                "runs": g.run_count,  # type: ignore[attr-defined]
+            }
+            for g in versions
+        ],
+    }
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+class RunStartIn(Schema):
+    graph: Name
+    version: Version | None = Field(None, description="default: the latest version")
+    input: Any = Field(default_factory=dict, description="must match the graph's input_schema")
+    seed: Seed | None = Field(None, description="seeds ctx.activities.rand (default: random)")
+
+
+class RunOut(Schema):
+    trace_id: str
+    graph: str
+    version: int
+    status: Status
+    terminal: bool
+    node: str | None
+    step_index: int
+    attempt: int
+    error: str
+    wait_reason: str
+    input: Any
+    seed: int
+    created_by: str
+    parent_trace_id: str | None
+    parent_step: int | None
+    pinned: bool
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    queued_seconds: float | None
+    final_state: Any = Field(description="the state at the end (null until the run ends)")
+
+
+class RunSummaryOut(Schema):
+    trace_id: str
+    graph: str
+    version: int
+    status: Status
+    node: str | None
+    step_index: int
+    parent_step: int | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class RunListQuery(Schema):
+    status: Status | None = None
+    graph: Name | None = None
+    version: Version | None = Field(None, description="with graph: only this version")
+    since: dt.datetime | None = Field(None, description="created at or after")
+    until: dt.datetime | None = Field(None, description="created before")
+    trace: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{1,32}$")] | None = Field(None, description="trace id prefix")
+    sort: Literal["-created", "created"] = "-created"
+    cursor: Annotated[str, Field(pattern=r"^-?[0-9]{1,20}~[0-9]{1,20}$")] | None = Field(
+        None, description="next_cursor of the previous page"
+    )
+    limit: int = Field(50, ge=1, le=200)
+
+
+class RunListOut(Schema):
+    runs: list[RunSummaryOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
+def run_out(run: Run) -> dict[str, Any]:
+    return {
+        **selectors.run_header(run=run),
+        "graph": run.graph.name,
+        "version": run.graph.version,
+        "input": run.input,
+        "seed": run.seed,
+        "created_by": run.context.get("user", ""),
+        "parent_trace_id": run.parent.trace_id if run.parent else None,
+        "parent_step": run.parent_step,
+        "pinned": run.pinned,
+    }
+
+
+def run_or_404(trace_id: str) -> Run:
+    return get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
+
+
+@router.post("/runs", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, tags=["runs"])
+def run_create(request: HttpRequest, body: RunStartIn) -> tuple[int, dict[str, Any]]:
+    principal = authorize(request, OPERATE)
+    run = run_start(
+        graph_name=body.graph,
+        version=body.version,
+        data=_reject_nul(body.input, what="the input"),
+        seed=body.seed,
+        user=principal.user,
+        role=principal.primary_role,
+    )
+    return 201, run_out(run_or_404(run.trace_id))
+
+
+@router.get("/runs", response={200: RunListOut, **errors(403, 422)}, tags=["runs"])
+def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]:
+    authorize(request, VIEW)
+    filters = selectors.RunFilters(
+        status=query.status or "",
+        graph=query.graph or "",
+        version=query.version,
+        since=query.since,
+        until=query.until,
+        trace=query.trace or "",
+    )
+    page = selectors.run_list(filters=filters, sort=query.sort, cursor=query.cursor or "", limit=query.limit)
+    return {
+        "runs": [{**_summary_fields(r), "graph": r.graph.name, "version": r.graph.version} for r in page.runs],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def _summary_fields(run: Run) -> dict[str, Any]:
+    fields = ("trace_id", "status", "node", "step_index", "parent_step", "created_at", "started_at", "finished_at")
+    return {f: getattr(run, f) for f in fields}
+
+
+@router.get("/runs/{trace_id}", response={200: RunOut, **errors(403, 404, 422)}, tags=["runs"])
+def run_get(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return run_out(run_or_404(trace_id))
+
+
+@router.post("/runs/{trace_id}/abort", response={200: RunOut, **errors(403, 404, 409, 422)}, tags=["runs"])
+def run_abort_endpoint(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
+    principal = authorize(request, OPERATE)
+    run_abort(run=run_or_404(trace_id), actor=principal.username)
+    return run_out(run_or_404(trace_id))
+
+
+class ActivityOut(Schema):
+    step: int
+    seq: int
+    type: str
+    status: Literal["completed", "failed", "pending"]
+    attempt: int
+    request: Any
+    request_hash: str
+    response: Any = Field(description='large responses are {"$blob": sha256}; export the run for the content')
+    error: str
+    duration_ms: float
+
+
+class StepOut(Schema):
+    index: int
+    node: str
+    attempt: int
+    edge: str | None
+    started_at: dt.datetime
+    duration_ms: float
+    error: str
+    input: Any = Field(description="the state before the step")
+    state: Any = Field(description="the state after the step")
+    output: Any
+    diff: list[dict[str, Any]]
+    hashes: dict[str, str]
+    activities: list[ActivityOut]
+
+
+class StepsQuery(Schema):
+    after: int = Field(-1, ge=-1, le=MAX_INT, description="only steps with a greater index")
+
+
+class StepsOut(Schema):
+    trace_id: str
+    steps: list[StepOut]
+
+
+@router.get("/runs/{trace_id}/steps", response={200: StepsOut, **errors(403, 404, 422)}, tags=["runs"])
+def run_steps(request: HttpRequest, trace_id: TraceId, query: Query[StepsQuery]) -> dict[str, Any]:
+    authorize(request, VIEW)
+    run = run_or_404(trace_id)
+    return {"trace_id": run.trace_id, "steps": selectors.run_steps_view(run=run, after=query.after)}
+
+
+_ACTIVITY_FIELDS = (
+    "step",
+    "seq",
+    "type",
+    "status",
+    "attempt",
+    "request",
+    "request_hash",
+    "response",
+    "error",
+    "duration_ms",
+)
+
+
+class ActivitiesQuery(Schema):
+    step: Index | None = Field(None, description="only this step's activities")
+
+
+class ActivityKeyedOut(ActivityOut):
+    idempotency_key: str = Field(description="trace:step:seq")
+
+
+class ActivitiesOut(Schema):
+    trace_id: str
+    activities: list[ActivityKeyedOut]
+
+
+@router.get("/runs/{trace_id}/activities", response={200: ActivitiesOut, **errors(403, 404, 422)}, tags=["runs"])
+def run_activities(request: HttpRequest, trace_id: TraceId, query: Query[ActivitiesQuery]) -> dict[str, Any]:
+    authorize(request, VIEW)
+    run = run_or_404(trace_id)
+    rows = Activity.objects.filter(run_id=run.pk).order_by("step", "seq")
+    if query.step is not None:
+        rows = rows.filter(step=query.step)
+    return {
+        "trace_id": run.trace_id,
+        "activities": [
+            {
+                **{f: getattr(a, f) for f in _ACTIVITY_FIELDS},
+                "idempotency_key": f"{run.trace_id}:{a.step}:{a.seq}",
+            }
+            for a in rows
+        ],
+    }
+
+
+class EventOut(Schema):
+    id: int
+    kind: str
+    from_status: str
+    to_status: str
+    step: int | None
+    message: str
+    actor: str
+    detail: Any
+    at: dt.datetime
+
+
+class EventsQuery(Schema):
+    after: int = Field(0, ge=0, le=2**63 - 1, description="only events with a greater id")
+
+
+class EventsOut(Schema):
+    trace_id: str
+    events: list[EventOut]
+
+
+@router.get("/runs/{trace_id}/events", response={200: EventsOut, **errors(403, 404, 422)}, tags=["runs"])
+def run_events(request: HttpRequest, trace_id: TraceId, query: Query[EventsQuery]) -> dict[str, Any]:
+    authorize(request, VIEW)
+    run = run_or_404(trace_id)
+    return {"trace_id": run.trace_id, "events": selectors.run_events_view(run=run, after=query.after)}
+
+
+# -- specialists -------------------------------------------------------------------------------
+
+
+class SpecialistOut(Schema):
+    name: str
+    version: str
+    capabilities: list[Any]
+    transport: Literal["inprocess", "redis"]
+    address: str
+    registered: bool
+    enabled: bool
+    status: Literal["online", "stale", "offline"]
+    last_heartbeat_at: dt.datetime | None
+
+
+class SpecialistListOut(Schema):
+    specialists: list[SpecialistOut]
+
+
+class SpecialistRegisterIn(Schema):
+    name: Name
+    version: Annotated[str, Field(max_length=40, pattern=r"^[^\x00]*$")] = ""
+    capabilities: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]] = Field(
+        default_factory=list, max_length=100
+    )
+    transport: Literal["inprocess", "redis"] = "redis"
+    address: Annotated[str, Field(max_length=300, pattern=r"^[^\x00]*$")] = ""
+
+
+def _specialist_out(row: Specialist) -> dict[str, Any]:
+    fields = ("name", "version", "capabilities", "transport", "address", "registered", "enabled", "last_heartbeat_at")
+    return {**{f: getattr(row, f) for f in fields}, "status": specialist_status(row.last_heartbeat_at)}
+
+
+@router.get("/specialists", response={200: SpecialistListOut, **errors(403)}, tags=["specialists"])
+def specialist_list(request: HttpRequest) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return {"specialists": [_specialist_out(s) for s in Specialist.objects.order_by("name")]}
+
+
+@router.post("/specialists", response={200: SpecialistOut, **errors(400, 403, 413, 422)}, tags=["specialists"])
+def specialist_register_endpoint(request: HttpRequest, body: SpecialistRegisterIn) -> dict[str, Any]:
+    authorize(request, MANAGE_SPECIALISTS)
+    row = specialist_register(
+        name=body.name,
+        version=body.version,
+        capabilities=body.capabilities,
+        transport=body.transport,
+        address=body.address,
+    )
+    return _specialist_out(row)
+
+
+@router.post(
+    "/specialists/{name}/heartbeat", response={200: SpecialistOut, **errors(403, 404, 422)}, tags=["specialists"]
+)
+def specialist_heartbeat_endpoint(request: HttpRequest, name: Name) -> dict[str, Any]:
+    authorize(request, MANAGE_SPECIALISTS)
+    if not specialist_heartbeat(name=name):
+        raise ApiError(404, "not_found", f"specialist {name!r} is not registered; register it first")
+    return _specialist_out(Specialist.objects.get(name=name))
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+class ActivityQuery(Schema):
+    days: int = Field(7, ge=1, le=metrics.MAX_DAYS, description=f"1 to {metrics.MAX_DAYS} days, today included")
+
+
+class DayOut(Schema):
+    day: dt.date
+    runs: int
+    steps: int
+    errors: int = Field(description="runs that ended FAILED or TIMED_OUT that day")
+    activities: int
+
+
+class ActivityMetricsOut(Schema):
+    days: list[DayOut]
+
+
+class EventTypeOut(Schema):
+    kind: str
+    count: int
+
+
+class SummaryOut(Schema):
+    day: dt.date
+    runs_started: int
+    runs_completed: int
+    runs_failed: int = Field(description="FAILED and TIMED_OUT")
+    runs_aborted: int
+    runs_active: int = Field(description="PENDING, RUNNING or WAITING now")
+    steps: int
+    activities: int
+    activity_errors: int
+    error_rate: float = Field(description="failed / (completed + failed) among runs that ended today")
+    approvals_waiting: int
+    top_event_types: list[EventTypeOut]
+
+
+@router.get("/metrics/activity", response={200: ActivityMetricsOut, **errors(403, 422)}, tags=["metrics"])
+def metrics_activity(request: HttpRequest, query: Query[ActivityQuery]) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return {"days": metrics.metrics_activity(days=query.days, now=timezone.now())}
+
+
+@router.get("/metrics/summary", response={200: SummaryOut, **errors(403)}, tags=["metrics"])
+def metrics_summary(request: HttpRequest) -> dict[str, Any]:
+    authorize(request, VIEW)
+    return metrics.metrics_summary(now=timezone.now())

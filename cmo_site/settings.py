@@ -222,3 +222,12 @@ for _item in env_list("CMO_APPROVAL_EXPIRY_HOURS", []):
         raise ImproperlyConfigured(f"CMO_APPROVAL_EXPIRY_HOURS: {_item!r} must be a positive number of hours")
 # How long the policy engine trusts its copy of the specialist registry before re-reading it.
 CMO_POLICY_REGISTRY_TTL = env_float("CMO_POLICY_REGISTRY_TTL", 5.0, minimum=0.0)
+
+# --- operations: metrics, retention -------------------------------------------------
+# /metrics: when set, scrapers send "Authorization: Bearer <token>"; unset, loopback clients only.
+CMO_METRICS_TOKEN = env_str("CMO_METRICS_TOKEN", "")
+# Finished runs older than this many days are deleted (0 keeps them forever); failed,
+# timed-out and aborted runs after CMO_RETENTION_FAILED_DAYS. Pinned runs are always kept.
+CMO_RETENTION_DAYS = env_int("CMO_RETENTION_DAYS", 0, minimum=0)
+CMO_RETENTION_FAILED_DAYS = env_int("CMO_RETENTION_FAILED_DAYS", 0, minimum=0)
+CMO_RETENTION_INTERVAL_SECONDS = env_float("CMO_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=60.0)

@@ -196,13 +196,29 @@ except json.JSONDecodeError as exc:
 if not isinstance(CMO_MCP_SERVERS, dict):
     raise ImproperlyConfigured("CMO_MCP_SERVERS must be a JSON object of name -> server config")
 
+# --- logs -------------------------------------------------------------------------
+# One JSON object per line by default in production (CMO_LOG_FORMAT=json|text), with
+# run and step ids where known; credentials are masked by the redaction filter.
+CMO_LOG_FORMAT = env_choice("CMO_LOG_FORMAT", "text" if DEBUG else "json", ["json", "text"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "cmo_site.log_format.ContextFilter"},
+        "redact": {"()": "cmo_site.log_format.RedactionFilter"},
+    },
+    "formatters": {
+        "json": {"()": "cmo_site.log_format.JsonFormatter"},
+        "text": {"()": "cmo_site.log_format.TextFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": CMO_LOG_FORMAT, "filters": ["context", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("CMO_LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
 
 # --- approvals and policies -------------------------------------------------------

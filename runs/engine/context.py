@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runs.engine import effects
+from runs.engine import observability as obs
 from runs.engine.boundary import activity_region
 from runs.engine.checkpointer import (
     ACTIVITY_COMPLETED,
@@ -37,7 +38,7 @@ from runs.engine.errors import (
     Suspend,
 )
 from runs.engine.hashing import normalize
-from runs.engine.redaction import redact
+from runs.engine.redaction import redact, redact_text
 
 
 class Cancelled(EngineError):
@@ -123,18 +124,24 @@ class Activities:
             request_hash=request_hash,
             attempt=self._ctx.attempt,
         )
-        try:
-            with activity_region():
-                response = effect()
-            record.response, _, _ = normalize(redact(response), what=f"{kind} response")
-            record.status = ACTIVITY_COMPLETED
-        except Suspend as exc:
-            record.status, record.error = ACTIVITY_PENDING, ""
-            reason, after_record = exc.reason, exc.after_record
-        except ActivityError as exc:
-            record.status, record.error = ACTIVITY_FAILED, exc.message
-        except Exception as exc:  # noqa: BLE001 - any effect failure is recorded, then re-raised as ActivityError
-            record.status, record.error = ACTIVITY_FAILED, f"{type(exc).__name__}: {exc}"
+        ctx = self._ctx
+        with obs.activity_scope(trace_id=ctx.trace_id, step=ctx.step, node=ctx.node, kind=kind, seq=seq) as span:
+            try:
+                with activity_region():
+                    response = effect()
+                record.response, _, _ = normalize(redact(response), what=f"{kind} response")
+                record.status = ACTIVITY_COMPLETED
+            except Suspend as exc:
+                record.status, record.error = ACTIVITY_PENDING, ""
+                reason, after_record = exc.reason, exc.after_record
+            except ActivityError as exc:
+                record.status, record.error = ACTIVITY_FAILED, redact_text(exc.message)
+            except Exception as exc:  # noqa: BLE001 - any effect failure is recorded, then re-raised as ActivityError
+                record.status, record.error = ACTIVITY_FAILED, redact_text(f"{type(exc).__name__}: {exc}")
+            if span is not None:
+                obs.mark(span, **{"cmo.activity_status": record.status})
+                if record.status == ACTIVITY_FAILED:
+                    obs.mark_error(span, record.error)
         record.duration_ms = (time.perf_counter() - started) * 1000
         self._ctx.check_live()
         try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runs.engine import observability as obs
 from runs.engine import statemachine as sm
 from runs.engine.boundary import NodeGuard, node_region
 from runs.engine.checkpointer import Checkpointer, RunSnapshot, StepRecord
@@ -37,6 +38,7 @@ from runs.engine.errors import (
 )
 from runs.engine.graph import END, NODES, NodeRegistry, NodeSpec, RetryPolicy
 from runs.engine.hashing import json_hash, normalize
+from runs.engine.redaction import redact_text
 from runs.engine.validation import route
 
 # Failures that a retry cannot fix: they come from the code, not the world.
@@ -100,6 +102,13 @@ class Executor:
         snap = self.cp.load(run_id)
         if snap.status in sm.TERMINAL or snap.status == sm.WAITING:
             return Outcome.NOT_RUNNABLE
+        scope = obs.run_scope(run_id=run_id, trace_id=snap.trace_id, graph=snap.graph_name, version=snap.graph_version)
+        with scope as span:
+            outcome = self._drive(run_id, snap, budget)
+            obs.mark(span, **{"cmo.outcome": outcome.value, "cmo.step_index": snap.step_index})
+            return outcome
+
+    def _drive(self, run_id: int, snap: RunSnapshot, budget: int | None) -> Outcome:
         self.cp.start(run_id)
         check_run_start = getattr(self.policy, "check_run_start", None)
         if check_run_start is not None and snap.step_index == 0 and snap.attempt == 1:
@@ -135,6 +144,15 @@ class Executor:
 
     def _step(self, run_id: int, snap: RunSnapshot) -> Outcome | None:
         """Execute the node at ``snap``'s position and advance ``snap`` in place."""
+        assert snap.node is not None
+        scope = obs.step_scope(trace_id=snap.trace_id, step=snap.step_index, node=snap.node, attempt=snap.attempt)
+        with scope as span:
+            outcome = self._step_in_scope(run_id, snap)
+            if span is not None and outcome is Outcome.FAILED:
+                obs.mark_error(span, "the step failed")
+            return outcome
+
+    def _step_in_scope(self, run_id: int, snap: RunSnapshot) -> Outcome | None:
         assert snap.node is not None
         spec = self.registry.get(snap.node)
         if spec is None:
@@ -302,10 +320,11 @@ def _fresh(state: Any) -> Any:
 
 
 def _describe(error: BaseException, node: str) -> str:
+    """The stored error text of a failed step (credentials in it masked)."""
     if isinstance(error, (NotJSONError, NonDeterminismError, BoundaryViolation, NodeTimeout, ReplayMiss, Cancelled)):
-        return str(error)
+        return redact_text(str(error))
     if isinstance(error, ValueError) and "returned edge" in str(error):
         return str(error)
     frames = traceback.extract_tb(error.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    return f"node {node!r} raised {type(error).__name__}: {error}{where}"
+    return redact_text(f"node {node!r} raised {type(error).__name__}: {error}{where}")

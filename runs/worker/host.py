@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from runs.engine import observability as obs
 from runs.engine.executor import Executor, Outcome
 from runs.services import leases
 from runs.services.checkpoint import DjangoCheckpointer, release_connection
@@ -125,6 +126,7 @@ class WorkerHost:
         )
         executor = Executor(checkpointer, sleep=self._sleep, should_stop=self._stopping.is_set, policy=self._policy)
         try:
+            obs.LOG_FIELDS.set({"worker": self.owner})  # this thread's log lines name the worker
             while not self._stopping.is_set():
                 run_id = self._safe_claim()
                 if run_id is None:
@@ -169,6 +171,7 @@ class WorkerHost:
                 self._aborts.discard(run_id)
 
     def _keeper(self) -> None:
+        obs.LOG_FIELDS.set({"worker": self.owner})
         interval = min(1.0, self.lease_seconds / 3)
         last_renew = 0.0
         last_beat = 0.0

@@ -1,0 +1,120 @@
+"""The approvals inbox: waiting requests, one request's preview and decision, the history of decisions.
+
+Everyone signed in may look; only approvers and admins may decide (a decide POST from anyone else is a 403).
+The decision's IP is the connection's REMOTE_ADDR (daphne's peer address); no proxy header is trusted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from approvals import selectors
+from approvals.models import ApprovalRequest
+from approvals.services import ApprovalNotPending, ApprovalNotReady, ReasonRequired, approval_decide
+from runs.permissions import APPROVE, VIEW, can, role_required
+
+INBOX_LIMIT = 200
+
+
+@role_required(VIEW)
+def inbox(request: HttpRequest) -> HttpResponse:
+    template = "approvals/_inbox_list.html" if request.GET.get("partial") else "approvals/inbox.html"
+    context = {
+        "rows": selectors.inbox_rows(limit=INBOX_LIMIT),
+        "count": selectors.pending_count(),
+        "can_decide": can(request.user, APPROVE),
+        "next": reverse("approvals:inbox"),
+    }
+    return render(request, template, context)
+
+
+@role_required(VIEW)
+def inbox_row(request: HttpRequest, pk: int) -> HttpResponse:
+    """One inbox row, for the page's script when the socket says a request arrived; 404 once it has left."""
+    waiting = selectors.waiting_get(pk=pk)
+    if waiting is None:
+        raise Http404("this request is not waiting")
+    context = {
+        "row": selectors.inbox_row(request=waiting),
+        "can_decide": can(request.user, APPROVE),
+        "next": reverse("approvals:inbox"),
+    }
+    return render(request, "approvals/_request_row.html", context)
+
+
+@role_required(VIEW)
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _detail(request, _get(pk))
+
+
+@role_required(VIEW)
+def history(request: HttpRequest) -> HttpResponse:
+    context = {"rows": selectors.history_rows(limit=100), "count": selectors.pending_count()}
+    return render(request, "approvals/history.html", context)
+
+
+@require_POST
+@role_required(APPROVE)
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    approval = _get(pk)
+    decision = request.POST.get("decision", "")
+    reason = request.POST.get("reason", "")
+    if decision not in ("approve", "reject"):
+        return _detail(request, approval, error="Choose Approve or Reject.", reason=reason, status=400)
+    try:
+        decided = approval_decide(
+            request=approval, user=request.user, approve=decision == "approve", reason=reason, ip=_client_ip(request)
+        )
+    except ReasonRequired:
+        return _detail(request, approval, error="A reason is required to reject.", reason=reason, status=400)
+    except (ApprovalNotPending, ApprovalNotReady) as exc:
+        return _detail(request, _get(pk), error=str(exc), reason=reason, status=409)
+    messages.success(request, f"Approval #{decided.pk} {decided.status}: run {decided.run.trace_id[:12]} resumes.")
+    return redirect(_next(request))
+
+
+def _get(pk: int) -> ApprovalRequest:
+    try:
+        return selectors.approval_get(pk=pk)
+    except ApprovalRequest.DoesNotExist:
+        raise Http404(f"no approval request #{pk}") from None
+
+
+def _detail(
+    request: HttpRequest, approval: ApprovalRequest, *, error: str = "", reason: str = "", status: int = 200
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "r": approval,
+        "row": selectors.inbox_row(request=approval),
+        "decided_by": selectors.decided_by_label(approval),
+        "waiting": selectors.approval_is_waiting(pk=approval.pk),
+        "can_decide": can(request.user, APPROVE),
+        "error": error,
+        "reason": reason,
+        "next": _next(request) if request.method == "POST" else request.get_full_path(),
+        "count": selectors.pending_count(),
+    }
+    return render(request, "approvals/detail.html", context, status=status)
+
+
+def _next(request: HttpRequest) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("approvals:inbox")
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    value = request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None

@@ -11,7 +11,7 @@ from ninja import Field, Query, Router, Schema
 from approvals.models import ApprovalRequest
 from approvals.selectors import approval_get, decided_list, pending_list
 from approvals.services import approval_decide
-from cmo_site.api_support import Text, authorize, errors
+from cmo_site.api_support import Text, caller, errors, requires
 from runs.permissions import APPROVE, VIEW
 
 router = Router(tags=["approvals"])
@@ -67,16 +67,19 @@ def _approval_out(a: ApprovalRequest) -> dict[str, Any]:
     }
 
 
-@router.get("/approvals", response={200: ApprovalListOut, **errors(403, 422)})
+@router.get("/approvals", response={200: ApprovalListOut, **errors(403, 422)}, auth=requires(VIEW))
 def approval_list(request: HttpRequest, query: Query[ApprovalListQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     rows = pending_list(limit=query.limit) if query.status == "pending" else decided_list(limit=query.limit)
     return {"approvals": [_approval_out(a) for a in rows]}
 
 
-@router.post("/approvals/{approval_id}/decide", response={200: ApprovalOut, **errors(400, 403, 404, 409, 413, 422)})
+@router.post(
+    "/approvals/{approval_id}/decide",
+    response={200: ApprovalOut, **errors(400, 403, 404, 409, 413, 422)},
+    auth=requires(APPROVE),
+)
 def approval_decide_endpoint(request: HttpRequest, approval_id: ApprovalId, body: DecideIn) -> dict[str, Any]:
-    principal = authorize(request, APPROVE)
+    principal = caller(request)
     decided = approval_decide(
         request=approval_get(pk=approval_id),
         user=principal.user,

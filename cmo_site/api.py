@@ -7,14 +7,17 @@ cmo_site/openapi.json is the contract: ``python manage.py api_schema --check``.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 from ninja.openapi.docs import Swagger
+from ninja.responses import NinjaJSONEncoder
 
 from approvals.api import router as approvals_router
-from cmo_site.api_support import AUTH, authorize, errors, install_error_handlers
+from cmo_site.api_support import caller, errors, install_error_handlers, requires
 from replay.api import router as replay_router
 from runs.api import router as runs_router
 from runs.permissions import VIEW
@@ -29,7 +32,7 @@ api = NinjaAPI(
         "(`python manage.py api_token create --user NAME`) or a browser session (send X-CSRFToken on writes). "
         'Errors are `{"code", "message", "details"}`.'
     ),
-    auth=AUTH,
+    auth=requires(VIEW),
     urls_namespace="api",
     docs=Swagger(settings={"validatorUrl": None, "persistAuthorization": True}),
     docs_url="/docs",
@@ -45,10 +48,10 @@ class MeOut(Schema):
     token_role: str | None = None
 
 
-@api.get("/me", response={200: MeOut, **errors(403)}, tags=["auth"])
+@api.get("/me", response={200: MeOut, **errors(403)}, tags=["auth"], auth=requires(VIEW))
 def me(request: HttpRequest) -> dict[str, Any]:
     """Who the credentials belong to and which roles apply to them."""
-    principal = authorize(request, VIEW)
+    principal = caller(request)
     token = principal.token
     return {
         "username": principal.username,
@@ -62,3 +65,16 @@ def me(request: HttpRequest) -> dict[str, Any]:
 api.add_router("/", replay_router)
 api.add_router("/", runs_router)
 api.add_router("/", approvals_router)
+
+
+SCHEMA_FILE = Path(__file__).with_name("openapi.json")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The live OpenAPI document as plain JSON (what /api/openapi.json serves)."""
+    return dict(json.loads(json.dumps(api.get_openapi_schema(), cls=NinjaJSONEncoder)))
+
+
+def openapi_text(document: dict[str, Any]) -> str:
+    """The committed form: sorted keys and two-space indents, so diffs are readable."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -14,14 +14,16 @@ conflict with the resource's state, 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Annotated, Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import DataError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http.response import HttpResponseBase
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
@@ -118,40 +120,7 @@ class Principal:
         return bool(self.roles & GRANTS[action])
 
 
-class BearerToken(HttpBearer):
-    def authenticate(self, request: HttpRequest, token: str) -> Principal:
-        found = api_token_authenticate(raw=token.strip())
-        if found is None:
-            raise ApiError(401, "invalid_token", "the API token is unknown, revoked or its user is inactive")
-        roles = token_roles(user_roles=user_roles(found.user), token_role=found.role)
-        return Principal(user=found.user, roles=frozenset(roles), token=found)
-
-
-class Session(APIKeyCookie):
-    """The signed-in browser. No session means "try the next method", so the answer is 401, not a CSRF 403."""
-
-    param_name = "sessionid"
-
-    def __call__(self, request: HttpRequest) -> Principal | None:
-        user = request.user
-        if not user.is_authenticated:
-            return None
-        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE") and check_csrf(request) is not None:
-            raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken")
-        return Principal(user=user, roles=frozenset(user_roles(user)))  # type: ignore[arg-type]
-
-    def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
-        return self(request)
-
-
-AUTH = [BearerToken(), Session()]
-
-
-def authorize(request: HttpRequest, action: str) -> Principal:
-    """The caller, if their roles allow ``action``; otherwise a 403."""
-    principal = getattr(request, "auth", None)
-    if not isinstance(principal, Principal):
-        raise ApiError(401, "unauthenticated", "sign in or send Authorization: Bearer <token>")
+def _check(principal: Principal, action: str) -> Principal:
     if not principal.can(action):
         via = f"token role {principal.token.role!r}" if principal.token else "your roles"
         raise ApiError(
@@ -160,6 +129,61 @@ def authorize(request: HttpRequest, action: str) -> Principal:
             f"{via} do not allow {action}",
             {"action": action, "roles": sorted(principal.roles), "needs_one_of": sorted(GRANTS[action])},
         )
+    return principal
+
+
+class BearerToken(HttpBearer):
+    """``Authorization: Bearer <token>``; then the role check for ``action``."""
+
+    def __init__(self, action: str = VIEW) -> None:
+        self.action = action
+        super().__init__()
+
+    def authenticate(self, request: HttpRequest, token: str) -> Principal:
+        found = api_token_authenticate(raw=token.strip())
+        if found is None:
+            raise ApiError(401, "invalid_token", "the API token is unknown, revoked or its user is inactive")
+        roles = token_roles(user_roles=user_roles(found.user), token_role=found.role)
+        return _check(Principal(user=found.user, roles=frozenset(roles), token=found), self.action)
+
+
+class Session(APIKeyCookie):
+    """The signed-in browser; then CSRF on unsafe methods and the role check for ``action``.
+
+    No session means "not this method", so an anonymous write is a 401, not a CSRF 403.
+    """
+
+    param_name = "sessionid"
+
+    def __init__(self, action: str = VIEW) -> None:
+        self.action = action
+        super().__init__(csrf=True)
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        return self.authenticate(request, None)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE") and check_csrf(request) is not None:
+            raise ApiError(403, "csrf_failed", "CSRF check failed: send the csrftoken cookie's value as X-CSRFToken")
+        return _check(Principal(user=user, roles=frozenset(user_roles(user))), self.action)  # type: ignore[arg-type]
+
+
+def requires(action: str) -> list[BearerToken | Session]:
+    """The ``auth=`` of an endpoint: a token or a session whose roles allow ``action`` (401, then 403).
+
+    Checked before the request's parameters are parsed, so a caller without the
+    role learns nothing about what a valid request looks like.
+    """
+    return [BearerToken(action), Session(action)]
+
+
+def caller(request: HttpRequest) -> Principal:
+    """The authenticated caller of an endpoint declared with ``auth=requires(...)``."""
+    principal = getattr(request, "auth", None)
+    assert isinstance(principal, Principal), "the endpoint is missing auth=requires(...)"
     return principal
 
 
@@ -229,3 +253,21 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     for exc_class in [ApiError, ValidationError, HttpError, *(e for e, _, _ in _ERRORS)]:
         api.add_exception_handler(exc_class, handler)
+
+
+def json_method_not_allowed(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Wrap a ninja path view so a 405 (a method the path does not have) is JSON like every other error."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            response = JsonResponse(
+                {"code": "method_not_allowed", "message": f"{request.method} is not allowed here", "details": None},
+                status=405,
+            )
+            response["Allow"] = allowed
+        return response
+
+    return wrapped

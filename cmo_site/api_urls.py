@@ -1,9 +1,10 @@
-"""The JSON API under /api/; anything else under /api/ is a JSON 404, not an HTML page."""
+"""The JSON API under /api/; anything else under /api/ is a JSON 404 (and a wrong method a JSON 405), never HTML."""
 
 from django.http import HttpRequest, JsonResponse
-from django.urls import URLPattern, URLResolver, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from cmo_site.api import api
+from cmo_site.api_support import json_method_not_allowed
 
 
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
@@ -12,7 +13,12 @@ def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     )
 
 
+_patterns, _app_name, _namespace = api.urls
+for _pattern in _patterns:
+    if isinstance(_pattern, URLPattern):
+        _pattern.callback = json_method_not_allowed(_pattern.callback)
+
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("", api.urls),
+    path("", include((_patterns, _app_name), namespace=_namespace)),
     re_path(r"^(?P<rest>.*)$", not_found),
 ]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
-from ninja import Body, Field, Query, Router, Schema
+from ninja import Body, Field, Query, Router, Schema, Status
 from pydantic import WithJsonSchema
 
-from cmo_site.api_support import MAX_INT, TraceId, authorize, errors, reject_nul
+from cmo_site.api_support import MAX_INT, TraceId, caller, errors, reject_nul, requires
 from replay.bundles import SCHEMA as BUNDLE_SCHEMA
 from replay.bundles import bundle_export, bundle_import
 from replay.services import run_compare, run_fork, run_verify
@@ -66,36 +66,32 @@ class CompareQuery(Schema):
 
 
 # Declared before /runs/{trace_id} routes of the runs router so "import" is not read as a trace id.
-@router.post("/runs/import", response={201: RunOut, **errors(400, 403, 409, 413, 422)})
-def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> tuple[int, dict[str, Any]]:
-    authorize(request, OPERATE)
+@router.post("/runs/import", response={201: RunOut, **errors(400, 403, 409, 413, 422)}, auth=requires(OPERATE))
+def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[str, Any]]:
     run = bundle_import(bundle=reject_nul(bundle, what="the bundle"))
-    return 201, run_out(run_or_404(run.trace_id))
+    return Status(201, run_out(run_or_404(run.trace_id)))
 
 
-@router.post("/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 422)})
-def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> tuple[int, dict[str, Any]]:
-    principal = authorize(request, OPERATE)
+@router.post("/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, auth=requires(OPERATE))
+def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> Status[dict[str, Any]]:
+    principal = caller(request)
     state = reject_nul(body.state, what="the state")
     child = run_fork(
         run=run_or_404(trace_id), step=body.step, state=state, version=body.version, actor=principal.username
     )
-    return 201, run_out(run_or_404(child.trace_id))
+    return Status(201, run_out(run_or_404(child.trace_id)))
 
 
-@router.post("/runs/{trace_id}/verify", response={200: VerifyOut, **errors(403, 404, 422)})
+@router.post("/runs/{trace_id}/verify", response={200: VerifyOut, **errors(403, 404, 422)}, auth=requires(VIEW))
 def run_verify_endpoint(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
-    authorize(request, VIEW)
     return run_verify(run=run_or_404(trace_id)).as_dict()
 
 
-@router.get("/runs/{trace_id}/compare", response={200: CompareOut, **errors(403, 404, 422)})
+@router.get("/runs/{trace_id}/compare", response={200: CompareOut, **errors(403, 404, 422)}, auth=requires(VIEW))
 def run_compare_endpoint(request: HttpRequest, trace_id: TraceId, query: Query[CompareQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     return run_compare(left=run_or_404(trace_id), right=run_or_404(query.other)).as_dict()
 
 
-@router.get("/runs/{trace_id}/export", response={200: TraceBundle, **errors(403, 404, 422)})
+@router.get("/runs/{trace_id}/export", response={200: TraceBundle, **errors(403, 404, 422)}, auth=requires(VIEW))
 def run_export(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
-    authorize(request, VIEW)
     return bundle_export(run=run_or_404(trace_id))

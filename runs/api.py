@@ -1,6 +1,6 @@
 """The JSON API for graphs, runs, specialists and metrics (mounted under /api by cmo_site.api).
 
-Endpoints parse, authorize (cmo_site.api_support.authorize), call a service or
+Endpoints declare their role (``auth=requires(ACTION)``), parse, call a service or
 selector and return; errors are raised and turned into JSON by the handlers
 in cmo_site.api_support.
 """
@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
-from cmo_site.api_support import MANAGE_SPECIALISTS, MAX_INT, ApiError, Name, TraceId, authorize, errors
+from cmo_site.api_support import MANAGE_SPECIALISTS, MAX_INT, ApiError, Name, TraceId, caller, errors, requires
 from cmo_site.api_support import reject_nul as _reject_nul
 from runs import metrics, selectors
 from runs.models import Activity, Graph, Run, Specialist
@@ -29,7 +29,7 @@ router = Router()
 Index = Annotated[int, Field(ge=0, le=MAX_INT)]
 Version = Annotated[int, Field(ge=1, le=MAX_INT)]
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-Status = Literal["PENDING", "RUNNING", "WAITING", "COMPLETED", "FAILED", "TIMED_OUT", "ABORTED"]
+RunStatus = Literal["PENDING", "RUNNING", "WAITING", "COMPLETED", "FAILED", "TIMED_OUT", "ABORTED"]
 
 
 # -- graphs ----------------------------------------------------------------------------------
@@ -88,9 +88,8 @@ class GraphCreateOut(Schema):
     graph: GraphOut
 
 
-@router.get("/graphs", response={200: GraphListOut, **errors(403)}, tags=["graphs"])
+@router.get("/graphs", response={200: GraphListOut, **errors(403)}, tags=["graphs"], auth=requires(VIEW))
 def graph_list(request: HttpRequest) -> dict[str, Any]:
-    authorize(request, VIEW)
     return {
         "graphs": [
             {
@@ -107,23 +106,28 @@ def graph_list(request: HttpRequest) -> dict[str, Any]:
 
 
 @router.post(
-    "/graphs", response={200: GraphCreateOut, 201: GraphCreateOut, **errors(400, 403, 413, 422)}, tags=["graphs"]
+    "/graphs",
+    response={200: GraphCreateOut, 201: GraphCreateOut, **errors(400, 403, 413, 422)},
+    tags=["graphs"],
+    auth=requires(OPERATE),
 )
-def graph_create(request: HttpRequest, body: GraphCreateIn) -> tuple[int, dict[str, Any]]:
-    authorize(request, OPERATE)
+def graph_create(request: HttpRequest, body: GraphCreateIn) -> Status[dict[str, Any]]:
     graph, created = graph_create_from_json(definition=_reject_nul(body.definition, what="the definition"))
-    return (201 if created else 200), {"created": created, "graph": graph}
+    return Status(201 if created else 200, {"created": created, "graph": graph})
 
 
-@router.get("/graphs/{name}", response={200: GraphOut, **errors(403, 404, 422)}, tags=["graphs"])
+@router.get("/graphs/{name}", response={200: GraphOut, **errors(403, 404, 422)}, tags=["graphs"], auth=requires(VIEW))
 def graph_get(request: HttpRequest, name: Name, query: Query[GraphQuery]) -> Graph:
-    authorize(request, VIEW)
     return graph_resolve(name=name, version=query.version)
 
 
-@router.get("/graphs/{name}/versions", response={200: GraphVersionsOut, **errors(403, 404, 422)}, tags=["graphs"])
+@router.get(
+    "/graphs/{name}/versions",
+    response={200: GraphVersionsOut, **errors(403, 404, 422)},
+    tags=["graphs"],
+    auth=requires(VIEW),
+)
 def graph_versions(request: HttpRequest, name: Name) -> dict[str, Any]:
-    authorize(request, VIEW)
     versions = selectors.graph_versions(name=name)
     if not versions:
         raise ApiError(404, "not_found", f"no graph named {name!r}")
@@ -157,7 +161,7 @@ class RunOut(Schema):
     trace_id: str
     graph: str
     version: int
-    status: Status
+    status: RunStatus
     terminal: bool
     node: str | None
     step_index: int
@@ -182,7 +186,7 @@ class RunSummaryOut(Schema):
     trace_id: str
     graph: str
     version: int
-    status: Status
+    status: RunStatus
     node: str | None
     step_index: int
     parent_step: int | None
@@ -192,7 +196,7 @@ class RunSummaryOut(Schema):
 
 
 class RunListQuery(Schema):
-    status: Status | None = None
+    status: RunStatus | None = None
     graph: Name | None = None
     version: Version | None = Field(None, description="with graph: only this version")
     since: dt.datetime | None = Field(None, description="created at or after")
@@ -228,9 +232,9 @@ def run_or_404(trace_id: str) -> Run:
     return get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
 
 
-@router.post("/runs", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, tags=["runs"])
-def run_create(request: HttpRequest, body: RunStartIn) -> tuple[int, dict[str, Any]]:
-    principal = authorize(request, OPERATE)
+@router.post("/runs", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, tags=["runs"], auth=requires(OPERATE))
+def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]:
+    principal = caller(request)
     run = run_start(
         graph_name=body.graph,
         version=body.version,
@@ -239,12 +243,11 @@ def run_create(request: HttpRequest, body: RunStartIn) -> tuple[int, dict[str, A
         user=principal.user,
         role=principal.primary_role,
     )
-    return 201, run_out(run_or_404(run.trace_id))
+    return Status(201, run_out(run_or_404(run.trace_id)))
 
 
-@router.get("/runs", response={200: RunListOut, **errors(403, 422)}, tags=["runs"])
+@router.get("/runs", response={200: RunListOut, **errors(403, 422)}, tags=["runs"], auth=requires(VIEW))
 def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     filters = selectors.RunFilters(
         status=query.status or "",
         graph=query.graph or "",
@@ -265,15 +268,19 @@ def _summary_fields(run: Run) -> dict[str, Any]:
     return {f: getattr(run, f) for f in fields}
 
 
-@router.get("/runs/{trace_id}", response={200: RunOut, **errors(403, 404, 422)}, tags=["runs"])
+@router.get("/runs/{trace_id}", response={200: RunOut, **errors(403, 404, 422)}, tags=["runs"], auth=requires(VIEW))
 def run_get(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
-    authorize(request, VIEW)
     return run_out(run_or_404(trace_id))
 
 
-@router.post("/runs/{trace_id}/abort", response={200: RunOut, **errors(403, 404, 409, 422)}, tags=["runs"])
+@router.post(
+    "/runs/{trace_id}/abort",
+    response={200: RunOut, **errors(403, 404, 409, 422)},
+    tags=["runs"],
+    auth=requires(OPERATE),
+)
 def run_abort_endpoint(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
-    principal = authorize(request, OPERATE)
+    principal = caller(request)
     run_abort(run=run_or_404(trace_id), actor=principal.username)
     return run_out(run_or_404(trace_id))
 
@@ -316,9 +323,10 @@ class StepsOut(Schema):
     steps: list[StepOut]
 
 
-@router.get("/runs/{trace_id}/steps", response={200: StepsOut, **errors(403, 404, 422)}, tags=["runs"])
+@router.get(
+    "/runs/{trace_id}/steps", response={200: StepsOut, **errors(403, 404, 422)}, tags=["runs"], auth=requires(VIEW)
+)
 def run_steps(request: HttpRequest, trace_id: TraceId, query: Query[StepsQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     run = run_or_404(trace_id)
     return {"trace_id": run.trace_id, "steps": selectors.run_steps_view(run=run, after=query.after)}
 
@@ -350,9 +358,13 @@ class ActivitiesOut(Schema):
     activities: list[ActivityKeyedOut]
 
 
-@router.get("/runs/{trace_id}/activities", response={200: ActivitiesOut, **errors(403, 404, 422)}, tags=["runs"])
+@router.get(
+    "/runs/{trace_id}/activities",
+    response={200: ActivitiesOut, **errors(403, 404, 422)},
+    tags=["runs"],
+    auth=requires(VIEW),
+)
 def run_activities(request: HttpRequest, trace_id: TraceId, query: Query[ActivitiesQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     run = run_or_404(trace_id)
     rows = Activity.objects.filter(run_id=run.pk).order_by("step", "seq")
     if query.step is not None:
@@ -390,9 +402,10 @@ class EventsOut(Schema):
     events: list[EventOut]
 
 
-@router.get("/runs/{trace_id}/events", response={200: EventsOut, **errors(403, 404, 422)}, tags=["runs"])
+@router.get(
+    "/runs/{trace_id}/events", response={200: EventsOut, **errors(403, 404, 422)}, tags=["runs"], auth=requires(VIEW)
+)
 def run_events(request: HttpRequest, trace_id: TraceId, query: Query[EventsQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     run = run_or_404(trace_id)
     return {"trace_id": run.trace_id, "events": selectors.run_events_view(run=run, after=query.after)}
 
@@ -431,15 +444,18 @@ def _specialist_out(row: Specialist) -> dict[str, Any]:
     return {**{f: getattr(row, f) for f in fields}, "status": specialist_status(row.last_heartbeat_at)}
 
 
-@router.get("/specialists", response={200: SpecialistListOut, **errors(403)}, tags=["specialists"])
+@router.get("/specialists", response={200: SpecialistListOut, **errors(403)}, tags=["specialists"], auth=requires(VIEW))
 def specialist_list(request: HttpRequest) -> dict[str, Any]:
-    authorize(request, VIEW)
     return {"specialists": [_specialist_out(s) for s in Specialist.objects.order_by("name")]}
 
 
-@router.post("/specialists", response={200: SpecialistOut, **errors(400, 403, 413, 422)}, tags=["specialists"])
+@router.post(
+    "/specialists",
+    response={200: SpecialistOut, **errors(400, 403, 413, 422)},
+    tags=["specialists"],
+    auth=requires(MANAGE_SPECIALISTS),
+)
 def specialist_register_endpoint(request: HttpRequest, body: SpecialistRegisterIn) -> dict[str, Any]:
-    authorize(request, MANAGE_SPECIALISTS)
     row = specialist_register(
         name=body.name,
         version=body.version,
@@ -451,10 +467,12 @@ def specialist_register_endpoint(request: HttpRequest, body: SpecialistRegisterI
 
 
 @router.post(
-    "/specialists/{name}/heartbeat", response={200: SpecialistOut, **errors(403, 404, 422)}, tags=["specialists"]
+    "/specialists/{name}/heartbeat",
+    response={200: SpecialistOut, **errors(403, 404, 422)},
+    tags=["specialists"],
+    auth=requires(MANAGE_SPECIALISTS),
 )
 def specialist_heartbeat_endpoint(request: HttpRequest, name: Name) -> dict[str, Any]:
-    authorize(request, MANAGE_SPECIALISTS)
     if not specialist_heartbeat(name=name):
         raise ApiError(404, "not_found", f"specialist {name!r} is not registered; register it first")
     return _specialist_out(Specialist.objects.get(name=name))
@@ -499,13 +517,13 @@ class SummaryOut(Schema):
     top_event_types: list[EventTypeOut]
 
 
-@router.get("/metrics/activity", response={200: ActivityMetricsOut, **errors(403, 422)}, tags=["metrics"])
+@router.get(
+    "/metrics/activity", response={200: ActivityMetricsOut, **errors(403, 422)}, tags=["metrics"], auth=requires(VIEW)
+)
 def metrics_activity(request: HttpRequest, query: Query[ActivityQuery]) -> dict[str, Any]:
-    authorize(request, VIEW)
     return {"days": metrics.metrics_activity(days=query.days, now=timezone.now())}
 
 
-@router.get("/metrics/summary", response={200: SummaryOut, **errors(403)}, tags=["metrics"])
+@router.get("/metrics/summary", response={200: SummaryOut, **errors(403)}, tags=["metrics"], auth=requires(VIEW))
 def metrics_summary(request: HttpRequest) -> dict[str, Any]:
-    authorize(request, VIEW)
     return metrics.metrics_summary(now=timezone.now())

@@ -13,7 +13,7 @@ Pure Python: the engine imports no Django and no OpenTelemetry SDK here.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,43 +47,62 @@ def bound(**fields: Any) -> Iterator[None]:
         LOG_FIELDS.reset(token)
 
 
-@contextmanager
-def _scope(name: str, fields: dict[str, Any], attributes: dict[str, Any]) -> Iterator[Any]:
-    token = LOG_FIELDS.set(fields)
-    try:
+class _Scope:
+    """Sets the log fields; opens a span only when a tracer is installed (attributes built only then)."""
+
+    __slots__ = ("_attributes", "_fields", "_name", "_span_cm", "_token")
+
+    def __init__(self, name: str, fields: dict[str, Any], attributes: Callable[[], dict[str, Any]]):
+        self._name = name
+        self._fields = fields
+        self._attributes = attributes
+        self._span_cm: Any = None
+
+    def __enter__(self) -> Any:
+        self._token = LOG_FIELDS.set(self._fields)
         if _tracer is None:
-            yield None
-        else:
-            with _tracer.start_as_current_span(name, attributes=attributes) as span:
-                yield span
-    finally:
-        LOG_FIELDS.reset(token)
+            return None
+        self._span_cm = _tracer.start_as_current_span(self._name, attributes=self._attributes())
+        return self._span_cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._span_cm is not None:
+                self._span_cm.__exit__(*exc)
+        finally:
+            LOG_FIELDS.reset(self._token)
 
 
-def run_scope(*, run_id: int, trace_id: str, graph: str, version: int) -> Any:
+def run_scope(*, run_id: int, trace_id: str, graph: str, version: int) -> _Scope:
     """One slice of a run's execution (a worker holding its lease)."""
-    fields = {**(LOG_FIELDS.get() or {}), "run_id": run_id, "trace_id": trace_id}
-    attributes = {"cmo.trace_id": trace_id, "cmo.run_id": run_id, "cmo.graph": graph, "cmo.graph_version": version}
-    return _scope("cmo.run", fields, attributes)
+    return _Scope(
+        "cmo.run",
+        {**(LOG_FIELDS.get() or {}), "run_id": run_id, "trace_id": trace_id},
+        lambda: {"cmo.trace_id": trace_id, "cmo.run_id": run_id, "cmo.graph": graph, "cmo.graph_version": version},
+    )
 
 
-def step_scope(*, trace_id: str, step: int, node: str, attempt: int) -> Any:
-    fields = {**(LOG_FIELDS.get() or {}), "step": step, "node": node}
-    attributes = {"cmo.trace_id": trace_id, "cmo.step_index": step, "cmo.node_id": node, "cmo.attempt": attempt}
-    return _scope(f"cmo.step {node}", fields, attributes)
+def step_scope(*, trace_id: str, step: int, node: str, attempt: int) -> _Scope:
+    return _Scope(
+        f"cmo.step {node}",
+        {**(LOG_FIELDS.get() or {}), "step": step, "node": node},
+        lambda: {"cmo.trace_id": trace_id, "cmo.step_index": step, "cmo.node_id": node, "cmo.attempt": attempt},
+    )
 
 
-def activity_scope(*, trace_id: str, step: int, node: str, kind: str, seq: int) -> Any:
+def activity_scope(*, trace_id: str, step: int, node: str, kind: str, seq: int) -> _Scope:
     """An activity whose effect is executed (replayed records open no span)."""
-    fields = {**(LOG_FIELDS.get() or {}), "activity": f"{kind}#{seq}"}
-    attributes = {
-        "cmo.trace_id": trace_id,
-        "cmo.step_index": step,
-        "cmo.node_id": node,
-        "cmo.activity_type": kind,
-        "cmo.activity_seq": seq,
-    }
-    return _scope(f"cmo.activity {kind}", fields, attributes)
+    return _Scope(
+        f"cmo.activity {kind}",
+        {**(LOG_FIELDS.get() or {}), "activity": f"{kind}#{seq}"},
+        lambda: {
+            "cmo.trace_id": trace_id,
+            "cmo.step_index": step,
+            "cmo.node_id": node,
+            "cmo.activity_type": kind,
+            "cmo.activity_seq": seq,
+        },
+    )
 
 
 def mark(span: Any, **attributes: Any) -> None:

@@ -49,6 +49,7 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _PAIR = re.compile(
     r"""(?P<key>["']?[A-Za-z][\w.-]*["']?)(?P<sep>\s*[:=]\s*)(?P<q>["'])?(?P<value>(?(q)[^"']*|[^\s&,;"'}\]]+))"""
 )
+_QUERY = re.compile(r"(?P<pre>[?&;])(?P<key>[A-Za-z][\w.-]*)=(?P<value>[^&#\s\"']+)")
 _SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
 _SCHEME = re.compile(r"\b(Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)", re.IGNORECASE)
@@ -68,12 +69,14 @@ def is_secret_key(key: str) -> bool:
     return words[-1] in _LAST or joined.endswith(("apikey", "accesstoken", "privatekey"))
 
 
-def _mask_pair(match: re.Match[str]) -> str:
+def _mask_pair(match: re.Match[str], *, sep: str | None = None) -> str:
     value = match.group("value")
     if not value or value.startswith(REDACTED[:-1]) or value.lower() in _SCHEMES:
         return match.group(0)  # empty, already masked, or "Authorization: Bearer [redacted]"
     if not is_secret_key(match.group("key").strip("\"'")):
         return match.group(0)
+    if sep is not None:  # a URL query parameter
+        return f"{match.group('pre')}{match.group('key')}={REDACTED}"
     q = match.group("q") or ""
     return f"{match.group('key')}{match.group('sep')}{q}{REDACTED}"
 
@@ -84,6 +87,8 @@ def redact_text(text: str) -> str:
         return text
     text = _SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}", text)
+    if "=" in text:
+        text = _QUERY.sub(lambda m: _mask_pair(m, sep="="), text)
     if "=" in text or ":" in text:
         text = _PAIR.sub(_mask_pair, text)
     return text

@@ -61,6 +61,8 @@ def test_redact_replaces_values_at_any_depth_and_keeps_the_rest() -> None:
         ("{'password': 'hunter2', 'user': 'bob'}", "hunter2"),
         ('{"client_secret": "abc def", "n": 1}', "abc def"),
         ("token=t0k3n-value; path=/", "t0k3n-value"),
+        ("http://testserver/health?token=tk-0987654321", "tk-0987654321"),
+        ("POST https://h/x?a=1&access_token=at-123&b=2 failed", "at-123"),
     ],
 )
 def test_credentials_in_free_text_are_masked(text: str, secret: str) -> None:

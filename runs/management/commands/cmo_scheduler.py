@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.scheduling import sweep
 
@@ -25,6 +26,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         interval = options["interval"] or settings.CMO_SWEEP_SECONDS
+        telemetry.configure()
         try:
             self.stdout.write(startup_check())
         except DependencyUnavailable as exc:

@@ -18,6 +18,7 @@ from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
 from runs.services.scheduling import sweep
@@ -38,6 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=None, help="runner threads")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        telemetry.configure()
         try:
             self.stdout.write(startup_check())
         except DependencyUnavailable as exc:

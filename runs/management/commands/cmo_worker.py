@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
 from runs.services.specialists import specialist_sync_inprocess
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--lease", type=float, default=None, help="lease length in seconds")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        telemetry.configure()
         try:
             self.stdout.write(startup_check())
         except DependencyUnavailable as exc:

@@ -10,11 +10,10 @@ from django.test import Client
 
 from cmo_site.tokens import api_token_create
 
-PASSWORD = "pw-for-api-tests"
-
 
 def user_with(username: str, *roles: str, superuser: bool = False) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, is_superuser=superuser)
+    """A user in ``roles`` (no usable password: hashing one costs half a second; tests use force_login)."""
+    user, _ = User.objects.get_or_create(username=username, defaults={"is_superuser": superuser})
     for role in roles:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
@@ -33,7 +32,9 @@ def client_as(role: str) -> Client:
 
 
 def post_json(client: Client, path: str, body: Any = None, **extra: Any) -> Any:
-    return client.post(path, data=json.dumps(body if body is not None else {}), content_type="application/json", **extra)
+    return client.post(
+        path, data=json.dumps(body if body is not None else {}), content_type="application/json", **extra
+    )
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from cmo_site.api import openapi_document
 from cmo_site.models import ApiToken
 from cmo_site.tokens import api_token_authenticate, api_token_create, api_token_revoke, token_roles
-from tests.unit.api_fixtures import PASSWORD, assert_error, post_json, token_client, user_with
+from tests.unit.api_fixtures import assert_error, post_json, token_client, user_with
 
 pytestmark = pytest.mark.django_db
 
@@ -143,9 +143,8 @@ def test_a_malformed_authorization_header_is_a_401() -> None:
 
 
 def test_a_session_reads_and_must_send_the_csrf_token_to_write() -> None:
-    user_with("browser", "operator")
     client = Client(enforce_csrf_checks=True)
-    assert client.login(username="browser", password=PASSWORD)
+    client.force_login(user_with("browser", "operator"))
     assert client.get("/api/me").json()["roles"] == ["operator", "viewer"]
 
     assert_error(post_json(client, "/api/runs", {"graph": "t-count"}), 403, "csrf_failed")

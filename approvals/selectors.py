@@ -78,7 +78,7 @@ _LINE_KINDS = (
     ("$ ", "cmd"),
     ("> ", "api"),
 )
-_SECTION_TITLES = {
+CATEGORY_TITLES = {
     "files": "Files touched",
     "commands": "Commands",
     "code": "Code",
@@ -142,7 +142,7 @@ def approval_preview(*, request: ApprovalRequest) -> dict[str, Any]:
     lines = [{"kind": _line_kind(line), "segments": highlight(line, findings)} for line in request.preview.splitlines()]
     sections = []
     action = request.action if isinstance(request.action, dict) else {}
-    for category, title in _SECTION_TITLES.items():
+    for category, title in CATEGORY_TITLES.items():
         value = action.get(category)
         if value is None or value == "" or value == []:
             continue
@@ -150,7 +150,7 @@ def approval_preview(*, request: ApprovalRequest) -> dict[str, Any]:
         values = value if isinstance(value, (list, tuple)) else [value]
         items = [{"segments": highlight(_item_text(v), own), "multiline": "\n" in _item_text(v)} for v in values]
         sections.append({"category": category, "title": title, "items": items})
-    known = set(_SECTION_TITLES)
+    known = set(CATEGORY_TITLES)
     other = {k: v for k, v in action.items() if k not in known}
     return {"lines": lines, "sections": sections, "other": other}
 

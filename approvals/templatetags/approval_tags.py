@@ -27,3 +27,9 @@ def marked(segments: list[dict[str, Any]]) -> SafeString:
         for s in segments
     ]
     return mark_safe("".join(parts))  # every part was escaped above
+
+
+@register.filter
+def category_title(category: str) -> str:
+    """A risk category as people read it: "api_calls" is "API calls"."""
+    return selectors.CATEGORY_TITLES.get(category, category)

@@ -1,0 +1,152 @@
+"""The approvals inbox in a real Chromium against `cmo_serve` (daphne + a worker) in a child process.
+
+The demo's "reports" run waits for approval of a rollback (high risk); a second run of the demo graph with
+the same seed is started from the command line while the inboxes are open. Screenshots go to
+test-artifacts/approvals/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.e2e.browser import shot
+from tests.e2e.browser import signed_in_page as _page
+from tests.e2e.conftest import GRAPH_MODULES
+from tests.integration.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+REPORTS_PLAN = "DELETE /v1/services/reports/releases/current"
+CATALOG_PLAN = "DELETE /v1/services/catalog/releases/current"
+
+
+def start_demo_run(server: dict[str, Any], service: str) -> str:
+    """Start an incident-healing run whose plan is a rollback (seed 7: "bad deploy"), as an operator would."""
+    env = {
+        **os.environ,
+        "CMO_VAR_DIR": str(server["var"]),
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "CMO_GRAPH_MODULES": GRAPH_MODULES,
+    }
+    data = {"service": service, "symptom": "5xx after deploy", "severity": "high", "max_heal_attempts": 1}
+    command = ["start_run", "incident-healing", "--input", json.dumps(data), "--seed", "7", "--json"]
+    done = subprocess.run(
+        [sys.executable, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(done.stdout)["trace_id"])
+
+
+def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
+    chromium_browser: Any, server: dict[str, Any]
+) -> None:
+    expect = playwright_sync.expect
+
+    # The admin keeps the inbox open the whole time and never reloads it.
+    watcher = _page(chromium_browser, server, "admin")
+    watcher.goto("/approvals/")
+    watcher_rows = watcher.locator("article[data-approval]")
+    reports_row_w = watcher_rows.filter(has_text=REPORTS_PLAN)
+    expect(reports_row_w).to_have_count(1, timeout=30_000)  # the demo run reaches its approval step
+    expect(watcher.locator("#live-note")).to_contain_text("Live")
+    expect(watcher.locator("[data-approvals-badge]")).to_have_text("1")
+    watcher.evaluate("window.__notReloaded = true")
+
+    viewer = _page(chromium_browser, server, "viewer")
+    viewer.goto("/approvals/")
+    expect(viewer.locator("article[data-approval]").filter(has_text=REPORTS_PLAN)).to_have_count(1)
+    expect(viewer.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(viewer.get_by_text("Your role can look at them")).to_be_visible()
+    shot(viewer, "01-inbox-viewer-no-controls", folder="approvals")
+    viewer.context.close()
+
+    # A second request arrives while the admin's inbox is open.
+    catalog_trace = start_demo_run(server, "catalog")
+    catalog_row_w = watcher_rows.filter(has_text=CATALOG_PLAN)
+    expect(catalog_row_w).to_have_count(1, timeout=30_000)
+    expect(watcher.locator("[data-approvals-badge]")).to_have_text("2")
+    expect(watcher.locator("#waiting-count")).to_have_text("2")
+    assert watcher.evaluate("window.__notReloaded === true"), "the admin's inbox reloaded"
+    order = [watcher_rows.nth(i).inner_text() for i in range(2)]
+    assert REPORTS_PLAN in order[0] and CATALOG_PLAN in order[1], "same risk: the sooner to expire comes first"
+    shot(watcher, "02-inbox-admin-live-arrival", folder="approvals", full_page=True)
+
+    page = _page(chromium_browser, server, "approver")
+    page.goto("/approvals/")
+    rows = page.locator("article[data-approval]")
+    expect(rows).to_have_count(2)
+    reports_row = rows.filter(has_text=REPORTS_PLAN)
+    expect(reports_row.locator("mark").first).to_have_text(re.compile("DELETE", re.I))
+    expect(reports_row).to_contain_text("deletes a remote resource")
+    run_href = reports_row.get_by_role("link", name=re.compile("^[0-9a-f]{12}$")).get_attribute("href")
+    assert run_href and re.fullmatch(r"/runs/[0-9a-f]{32}/", run_href)
+    shot(page, "03-inbox-approver", folder="approvals")
+
+    # Reject without a reason: refused, with the message beside the field.
+    catalog_row = rows.filter(has_text=CATALOG_PLAN)
+    catalog_row.get_by_role("button", name="Reject").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_text("A reason is required to reject.")
+    expect(page.get_by_role("heading", name=re.compile(r"^Approval #\d+$"))).to_be_visible()
+    reason = page.get_by_label(re.compile("^Reason"))
+    expect(reason).to_have_attribute("aria-invalid", "true")
+    shot(page, "04-reject-needs-a-reason", folder="approvals")
+    reason.fill("change freeze until Monday")
+    page.get_by_role("button", name="Reject").click()
+    page.wait_for_url(re.compile(r"/approvals/$"))
+    expect(page.get_by_role("status").filter(has_text="rejected")).to_be_visible()
+    expect(catalog_row_w).to_have_count(0)  # gone from the admin's open inbox
+    expect(watcher.locator("[data-approvals-badge]")).to_have_text("1")
+
+    # Approve the rollback and watch the run finish: its page is open in another tab.
+    run_page = page.context.new_page()
+    run_page.goto(run_href)
+    run_status = run_page.locator("#run-status .status")
+    expect(run_status).to_have_text("WAITING")
+    run_page.evaluate("window.__notReloaded = true")
+    page.bring_to_front()
+    page.locator("article[data-approval]").filter(has_text=REPORTS_PLAN).get_by_role("button", name="Approve").click()
+    page.wait_for_url(re.compile(r"/approvals/$"))
+    expect(page.get_by_role("status").filter(has_text="approved")).to_be_visible()
+    expect(page.locator("article[data-approval]")).to_have_count(0)
+    expect(reports_row_w).to_have_count(0)
+    expect(watcher.locator("[data-approvals-badge]")).to_have_text("0")
+    expect(watcher.locator("#approvals-empty")).to_be_visible()
+    assert watcher.evaluate("window.__notReloaded === true"), "the admin's inbox reloaded"
+    assert watcher.js_errors == [] and page.js_errors == []
+    shot(watcher, "05-inbox-admin-emptied-live", folder="approvals")
+
+    run_page.bring_to_front()
+    expect(run_status).to_have_text("COMPLETED", timeout=30_000)
+    expect(run_page.locator("#events")).to_contain_text("approved by approver")
+    assert run_page.evaluate("window.__notReloaded === true"), "the run page reloaded"
+    shot(run_page, "06-run-completed-after-approval", folder="approvals")
+    run_page.close()
+
+    page.goto("/approvals/history/")
+    history = page.locator("table.approval-history tbody tr")
+    approved = history.filter(has_text=REPORTS_PLAN[:40])
+    expect(approved).to_contain_text("approved")
+    expect(approved).to_contain_text("approver")
+    expect(approved).to_contain_text("127.0.0.1")
+    rejected = history.filter(has_text="change freeze until Monday")
+    expect(rejected).to_contain_text("rejected")
+    expect(rejected.locator(f"a[href='/runs/{catalog_trace}/']")).to_have_count(1)
+    expect(history.filter(has_text="auto-approved").first).to_contain_text("risk engine")
+    shot(page, "07-history", folder="approvals", full_page=True)
+    page.context.close()
+    watcher.context.close()

@@ -33,6 +33,7 @@ from runs.engine.hashing import normalize
 from runs.engine.redaction import redact
 from runs.engine.schemas import validate_envelope
 from runs.models import Activity
+from runs.services.a2a import decision_notice_publish
 from runs.services.dispatch import group_send_now
 from runs.services.events import run_event_add
 from runs.services.signals import activity_answer
@@ -287,11 +288,12 @@ def approval_decide(
                 "ip": ip or "",
                 "at": now.isoformat(),
                 "level": locked.level,
-                "notice": decision_notice(locked),
+                "notice": (notice := decision_notice(locked)),
             },
         )
         _answer(locked, actor=username)
         _announce_on_commit(locked)
+        decision_notice_publish(run=locked.run, notice=notice)
     locked.refresh_from_db()
     return locked
 
@@ -325,11 +327,12 @@ def approval_expire_due(*, now: dt.datetime | None = None, batch: int = 200) -> 
                         "request_id": locked.pk,
                         "decision": "expired",
                         "reason": locked.reason,
-                        "notice": decision_notice(locked),
+                        "notice": (notice := decision_notice(locked)),
                     },
                 )
                 _answer(locked, actor="scheduler")
                 _announce_on_commit(locked)
+                decision_notice_publish(run=locked.run, notice=notice)
         except ApprovalNotReady:
             continue
         expired += 1

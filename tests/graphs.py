@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import os
 import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
 from runs.engine import END, RetryPolicy, graph, node
-from runs.engine.specialists import specialist
+from runs.engine.specialists import Retry, specialist
 
 # Tests flip these to make a node behave differently on re-execution.
 KNOBS: dict[str, Any] = {"http_path": "/count", "flaky_failures": 0}
@@ -171,3 +174,74 @@ def t_ask_specialist(state: dict[str, Any], ctx: Any) -> Any:
 
 
 graph("t-remote", entry="t_ask_specialist", edges=[("t_ask_specialist", END)])
+
+
+# -- specialists for the replies stream, retries and caps ----------------------------------------
+
+_gauge_lock = threading.Lock()
+_gauge = {"now": 0, "max": 0}
+
+
+@specialist("t-gauge", capabilities=["gauge"])
+def t_gauge(task: str, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """Reports the most invocations it has seen at once in this process (the cap test reads it)."""
+    with _gauge_lock:
+        _gauge["now"] += 1
+        _gauge["max"] = max(_gauge["max"], _gauge["now"])
+    try:
+        time.sleep(payload.get("sleep", 0.3))
+    finally:
+        with _gauge_lock:
+            _gauge["now"] -= 1
+    return {"max_seen": _gauge["max"], "n": payload.get("n")}
+
+
+def _note_decision(notice: dict[str, Any]) -> None:
+    folder = os.environ.get("CMO_TEST_NOTICE_DIR")
+    if folder:
+        with open(os.path.join(folder, f"notice-{notice['approval_id']}.json"), "w") as fh:
+            json.dump(notice, fh)
+
+
+@specialist("t-flaky", capabilities=["flaky"], on_decision=_note_decision)
+def t_flaky_specialist(task: str, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """Asks to be invoked again (with a smaller batch) until attempt ``succeed_on``; never when it is 0."""
+    succeed_on = payload.get("succeed_on", 2)
+    if succeed_on == 0 or meta["attempt"] < succeed_on:
+        raise Retry(
+            "upstream busy", after_ms=200, max_attempts=payload.get("max_attempts", 3), modifications={"batch": 10}
+        )
+    return {"attempt": meta["attempt"], "payload": payload}
+
+
+@node("t_ask_gauge")
+def t_ask_gauge(state: dict[str, Any], ctx: Any) -> Any:
+    return ctx.result(
+        {
+            **state,
+            "answer": ctx.activities.send_a2a(
+                "t-gauge", "hold", {"sleep": state.get("sleep", 0.3), "n": state.get("n")}
+            ),
+        }
+    )
+
+
+@node("t_ask_flaky")
+def t_ask_flaky(state: dict[str, Any], ctx: Any) -> Any:
+    return ctx.result({**state, "answer": ctx.activities.send_a2a("t-flaky", "work", {"batch": 100, **state})})
+
+
+graph("t-gauged", entry="t_ask_gauge", edges=[("t_ask_gauge", END)])
+graph("t-flaky-call", entry="t_ask_flaky", edges=[("t_ask_flaky", END)])
+
+
+@node("t_flaky_then_approve")
+def t_flaky_then_approve(state: dict[str, Any], ctx: Any) -> Any:
+    answer = ctx.activities.send_a2a("t-flaky", "work", {"succeed_on": state.get("succeed_on", 1)})
+    decision = ctx.activities.request_approval(
+        {"commands": ["sudo systemctl restart api"]}, preview="sudo systemctl restart api"
+    )
+    return ctx.result({**state, "answer": answer, "decision": decision})
+
+
+graph("t-flaky-then-approve", entry="t_flaky_then_approve", edges=[("t_flaky_then_approve", END)])

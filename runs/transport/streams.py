@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 GROUP = "cmo-specialists"
 RESUME_RATIO = 0.8
 
+# Specialists answer on one stream that the engine's workers consume as a group.
+REPLIES = "cmo:replies"
+ENGINE_GROUP = "cmo-engine"
+# Re-invocations a RetryDirective asked for, due at their score (epoch ms).
+DELAYED = "cmo:a2a:delayed"
+
 
 def stream_key(specialist: str) -> str:
     return f"cmo:spec:{specialist}"
@@ -43,11 +49,73 @@ def dlq_key(specialist: str) -> str:
     return f"cmo:spec:{specialist}:dlq"
 
 
+def inflight_key(specialist: str) -> str:
+    """The idempotency keys of invocations published and not yet answered (a set)."""
+    return f"cmo:spec:{specialist}:inflight"
+
+
+def held_key(specialist: str) -> str:
+    """Invocations over the specialist's cap, in submission order (a sorted set; bodies in a hash)."""
+    return f"cmo:spec:{specialist}:held"
+
+
+# Publish under a cap, atomically: a re-send of an invocation already in flight goes out again,
+# a new one goes out while fewer than the cap are in flight, otherwise it is held in order.
+_PUBLISH_CAPPED = """
+local inflight, held, bodies, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local cap, idem, kind, body = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+if redis.call('SISMEMBER', inflight, idem) == 1 or cap < 0 or redis.call('SCARD', inflight) < cap then
+  redis.call('SADD', inflight, idem)
+  redis.call('XADD', stream, '*', 'kind', kind, 'body', body)
+  return 'sent'
+end
+if redis.call('HEXISTS', bodies, idem) == 0 then
+  redis.call('HSET', bodies, idem, body)
+  redis.call('ZADD', held, redis.call('INCR', held .. ':seq'), idem)
+end
+return 'held'
+"""
+
+# An invocation was answered: free its slot and publish held ones, oldest first, while there is room.
+_RELEASE = """
+local inflight, held, bodies, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local cap, idem, kind = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+redis.call('SREM', inflight, idem)
+local sent = 0
+while cap < 0 or redis.call('SCARD', inflight) < cap do
+  local first = redis.call('ZRANGE', held, 0, 0)
+  if #first == 0 then break end
+  local next_idem = first[1]
+  redis.call('ZREM', held, next_idem)
+  local body = redis.call('HGET', bodies, next_idem)
+  redis.call('HDEL', bodies, next_idem)
+  if body then
+    redis.call('SADD', inflight, next_idem)
+    redis.call('XADD', stream, '*', 'kind', kind, 'body', body)
+    sent = sent + 1
+  end
+end
+return sent
+"""
+
+# Move due re-invocations to their specialists' streams.
+_PUBLISH_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, item in ipairs(due) do
+  redis.call('ZREM', KEYS[1], item)
+  local entry = cjson.decode(item)
+  redis.call('XADD', entry['stream'], '*', 'kind', entry['kind'], 'body', entry['body'])
+end
+return #due
+"""
+
+
 @dataclass
 class Delivery:
     id: str
     envelope: Any
     deliveries: int
+    kind: str = "SpecialistInvocationRequest"
 
 
 Handler = Callable[[Delivery], None]
@@ -58,13 +126,20 @@ class StreamTransport:
         # Any: redis-py 8 types replies for RESP2 and RESP3 at once; we use RESP2 shapes.
         self.redis: Any = redis.Redis.from_url(url, decode_responses=True, socket_timeout=15, protocol=2)
         self.group = group
+        self._groups: set[tuple[str, str]] = set()
 
     def ensure_group(self, specialist: str) -> None:
+        self.ensure_stream_group(stream_key(specialist), self.group)
+
+    def ensure_stream_group(self, stream: str, group: str) -> None:
+        if (stream, group) in self._groups:
+            return
         try:
-            self.redis.xgroup_create(stream_key(specialist), self.group, id="0", mkstream=True)
+            self.redis.xgroup_create(stream, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._groups.add((stream, group))
 
     def publish(self, specialist: str, envelope: Any, *, kind: str = "SpecialistInvocationRequest") -> str:
         """Validate and append an envelope; returns the stream message id."""
@@ -72,18 +147,71 @@ class StreamTransport:
         self.ensure_group(specialist)
         return str(self.redis.xadd(stream_key(specialist), {"kind": kind, "body": json.dumps(envelope)}))
 
+    def publish_capped(self, specialist: str, envelope: Any, *, cap: int | None) -> str:
+        """Publish an invocation unless ``cap`` invocations await replies already; then hold it in order.
+
+        Returns "sent" or "held". A re-send (same idempotency key) of one in flight always goes out.
+        """
+        kind = "SpecialistInvocationRequest"
+        validate_envelope(kind, envelope)
+        self.ensure_group(specialist)
+        keys = [
+            inflight_key(specialist),
+            held_key(specialist),
+            held_key(specialist) + ":bodies",
+            stream_key(specialist),
+        ]
+        args = [-1 if cap is None else cap, envelope["meta"]["idempotency_key"], kind, json.dumps(envelope)]
+        return str(self.redis.eval(_PUBLISH_CAPPED, len(keys), *keys, *args))
+
+    def release(self, specialist: str, idempotency_key: str, *, cap: int | None) -> int:
+        """Free an answered invocation's slot; returns how many held invocations were published."""
+        self.ensure_group(specialist)
+        keys = [
+            inflight_key(specialist),
+            held_key(specialist),
+            held_key(specialist) + ":bodies",
+            stream_key(specialist),
+        ]
+        args = [-1 if cap is None else cap, idempotency_key, "SpecialistInvocationRequest"]
+        return int(self.redis.eval(_RELEASE, len(keys), *keys, *args))
+
+    def publish_later(self, specialist: str, envelope: Any, *, due_ms: int) -> None:
+        """Publish an invocation to ``specialist`` at ``due_ms`` (epoch ms); see ``publish_due``."""
+        kind = "SpecialistInvocationRequest"
+        validate_envelope(kind, envelope)
+        self.ensure_group(specialist)
+        item = json.dumps({"stream": stream_key(specialist), "kind": kind, "body": json.dumps(envelope)})
+        self.redis.zadd(DELAYED, {item: due_ms})
+
+    def publish_due(self, *, now_ms: int) -> int:
+        return int(self.redis.eval(_PUBLISH_DUE, 1, DELAYED, now_ms))
+
+    def reply(self, envelope: Any) -> str:
+        """A specialist's SpecialistResult, to the engine's replies stream."""
+        validate_envelope("SpecialistResult", envelope)
+        return str(self.redis.xadd(REPLIES, {"kind": "SpecialistResult", "body": json.dumps(envelope)}))
+
+    def notify(self, specialist: str, envelope: Any) -> str:
+        """A DecisionNotice to a specialist's stream (it acknowledges it like any message)."""
+        return self.publish(specialist, envelope, kind="DecisionNotice")
+
     def stats(self, specialist: str) -> dict[str, int]:
-        """Depth, pending (unacknowledged) and DLQ size, for admin and metrics."""
+        """Depth, pending (unacknowledged), DLQ size, in flight and held over the cap, for admin and metrics."""
         key = stream_key(specialist)
-        depth = int(self.redis.xlen(key)) if self.redis.exists(key) else 0
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(key)
+        pipe.xlen(dlq_key(specialist))
+        pipe.scard(inflight_key(specialist))
+        pipe.zcard(held_key(specialist))
+        depth, dlq, in_flight, held = (int(v) for v in pipe.execute())
         pending = 0
         if depth:
             try:
                 pending = int(self.redis.xpending(key, self.group)["pending"])
             except redis.ResponseError:
                 pending = 0
-        dlq = int(self.redis.xlen(dlq_key(specialist))) if self.redis.exists(dlq_key(specialist)) else 0
-        return {"depth": depth, "pending": pending, "dlq": dlq}
+        return {"depth": depth, "pending": pending, "dlq": dlq, "in_flight": in_flight, "held": held}
 
     def dead_letters(self, specialist: str, count: int = 100) -> list[dict[str, Any]]:
         return [{"id": mid, **fields} for mid, fields in self.redis.xrange(dlq_key(specialist), count=count)]
@@ -114,9 +242,16 @@ class StreamConsumer:
         claim_idle_ms: int = 30_000,
         threads: int = 4,
         batch: int = 16,
+        stream: str | None = None,
+        dlq: str | None = None,
+        group: str | None = None,
     ):
+        """Consume ``specialist``'s stream, or any ``stream`` (with its ``dlq`` and ``group``) such as the replies."""
         self.t = transport
         self.specialist = specialist
+        self.stream = stream or stream_key(specialist)
+        self.dlq = dlq or dlq_key(specialist)
+        self.group = group or transport.group
         self.name = name
         self.handler = handler
         self.max_deliveries = max_deliveries
@@ -129,15 +264,15 @@ class StreamConsumer:
         self._inflight: dict[Future[None], str] = {}
         self._lock = threading.Lock()
         self._recovered_own = False
-        transport.ensure_group(specialist)
+        transport.ensure_stream_group(self.stream, self.group)
 
     @property
     def key(self) -> str:
-        return stream_key(self.specialist)
+        return self.stream
 
     def pending_mine(self) -> int:
         info = self.t.redis.xpending_range(
-            self.key, self.t.group, min="-", max="+", count=self.max_pending * 4, consumername=self.name
+            self.key, self.group, min="-", max="+", count=self.max_pending * 4, consumername=self.name
         )
         return len(info)
 
@@ -149,7 +284,7 @@ class StreamConsumer:
             holding = list(self._inflight.values())
         if holding:
             # Touch what we are still working on, so other consumers do not reclaim it as abandoned.
-            self.t.redis.xclaim(self.key, self.t.group, self.name, min_idle_time=0, message_ids=holding, justid=True)
+            self.t.redis.xclaim(self.key, self.group, self.name, min_idle_time=0, message_ids=holding, justid=True)
         if self.paused and busy < self.max_pending * RESUME_RATIO:
             self.paused = False
         if busy >= self.max_pending:
@@ -171,7 +306,7 @@ class StreamConsumer:
         taken: list[tuple[str, dict[str, str], int]] = []
         if not self._recovered_own:
             # A restarted consumer first takes back what it read and never acknowledged.
-            own = self.t.redis.xreadgroup(self.t.group, self.name, {self.key: "0"}, count=room)
+            own = self.t.redis.xreadgroup(self.group, self.name, {self.key: "0"}, count=room)
             entries = own[0][1] if own else []
             if not entries:
                 self._recovered_own = True
@@ -179,7 +314,7 @@ class StreamConsumer:
             if taken:
                 return taken
         claimed = self.t.redis.xautoclaim(
-            self.key, self.t.group, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=room
+            self.key, self.group, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=room
         )
         mine = self._holding()
         for mid, fields in claimed[1]:
@@ -187,27 +322,31 @@ class StreamConsumer:
                 taken.append((mid, fields, self._deliveries(mid)))
         if len(taken) < room:
             fresh = self.t.redis.xreadgroup(
-                self.t.group, self.name, {self.key: ">"}, count=room - len(taken), block=block_ms
+                self.group, self.name, {self.key: ">"}, count=room - len(taken), block=block_ms
             )
             for mid, fields in fresh[0][1] if fresh else []:
                 taken.append((mid, fields, 1))
         return taken
 
     def _deliveries(self, mid: str) -> int:
-        info = self.t.redis.xpending_range(self.key, self.t.group, min=mid, max=mid, count=1)
+        info = self.t.redis.xpending_range(self.key, self.group, min=mid, max=mid, count=1)
         return int(info[0]["times_delivered"]) if info else 1
 
     def _dispatch(self, mid: str, fields: dict[str, str], deliveries: int) -> None:
         if deliveries > self.max_deliveries:
             self._dead(mid, fields, f"delivered {deliveries} times (max {self.max_deliveries})")
             return
+        kind = fields.get("kind", "SpecialistInvocationRequest")
         try:
             envelope = json.loads(fields.get("body", ""))
-            validate_envelope(fields.get("kind", "SpecialistInvocationRequest"), envelope)
+            validate_envelope(kind, envelope)
         except (json.JSONDecodeError, EnvelopeInvalid) as exc:
             self._dead(mid, fields, f"invalid envelope: {exc}")
             return
-        future = self._pool.submit(self._handle, Delivery(mid, envelope, deliveries))
+        except KeyError:
+            self._dead(mid, fields, f"unknown envelope kind {kind!r}")
+            return
+        future = self._pool.submit(self._handle, Delivery(mid, envelope, deliveries, kind))
         with self._lock:
             self._inflight[future] = mid
 
@@ -224,12 +363,12 @@ class StreamConsumer:
                 "specialist %s failed on message %s (delivery %d)", self.specialist, delivery.id, delivery.deliveries
             )
             return
-        self.t.redis.xack(self.key, self.t.group, delivery.id)
+        self.t.redis.xack(self.key, self.group, delivery.id)
 
     def _dead(self, mid: str, fields: dict[str, str], reason: str) -> None:
         pipe = self.t.redis.pipeline()
-        pipe.xadd(dlq_key(self.specialist), {**fields, "reason": reason, "original_id": mid})
-        pipe.xack(self.key, self.t.group, mid)
+        pipe.xadd(self.dlq, {**fields, "reason": reason, "original_id": mid})
+        pipe.xack(self.key, self.group, mid)
         pipe.execute()
         log.warning("message %s of %s moved to the DLQ: %s", mid, self.specialist, reason)
 
@@ -241,12 +380,20 @@ class StreamConsumer:
         for f in pending:
             f.result(max(0.0, deadline - time.monotonic()))
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, before_poll: Callable[[], object] | None = None) -> None:
         while not stop.is_set():
             try:
+                if before_poll is not None:
+                    before_poll()
                 self.poll_once()
             except redis.ConnectionError:
                 log.warning("Redis unavailable; retrying")
                 stop.wait(1.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis restarted empty: make the group again; what was published since is read from the start.
+                self.t._groups.discard((self.stream, self.group))
+                self.t.ensure_stream_group(self.stream, self.group)
         self.drain()
         self._pool.shutdown(wait=True)

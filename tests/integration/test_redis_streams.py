@@ -60,7 +60,7 @@ def test_publish_consume_and_acknowledge(transport: tuple[StreamTransport, str])
         t.publish(name, envelope(n, name))
     drive(consumer, lambda: len(seen) == 10)
     assert sorted(seen) == list(range(10))
-    assert t.stats(name) == {"depth": 10, "pending": 0, "dlq": 0}
+    assert t.stats(name) == {"depth": 10, "pending": 0, "dlq": 0, "in_flight": 0, "held": 0}
 
 
 def test_a_schema_invalid_envelope_is_refused_at_publish_and_a_malformed_message_goes_to_the_dlq(

@@ -561,7 +561,13 @@ def test_send_a2a_invokes_the_specialist_once_and_replays_its_answer(a_counter: 
     assert run.status == sm.COMPLETED, run.error
     assert run.state["answer"] == {"calls": 1, "task": "count", "echo": {"n": 1}}
     assert len(a_counter) == 1
-    assert a_counter[0]["meta"] == {"trace_id": run.trace_id, "step": 0, "node": "a_a2a", "specialist": "a_counter"}
+    assert a_counter[0]["meta"] == {
+        "trace_id": run.trace_id,
+        "step": 0,
+        "node": "a_a2a",
+        "specialist": "a_counter",
+        "attempt": 1,
+    }
 
     simulate_crash(run)
     run = reexecute(run)
@@ -598,3 +604,35 @@ def test_send_a2a_to_an_unknown_specialist_fails() -> None:
     assert run.state["error"].startswith("send_a2a failed: specialist 'a_nobody' is not")
     row = only_activity(run)
     assert row.status == "failed" and row.type == "send_a2a"
+
+
+def test_an_in_process_specialist_asking_to_retry_is_invoked_again_with_its_modifications() -> None:
+    from runs.engine.specialists import Retry
+
+    attempts: list[dict[str, Any]] = []
+
+    def busy_once(task: str, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        attempts.append({"attempt": meta["attempt"], "payload": payload})
+        if meta["attempt"] == 1:
+            raise Retry("warming up", after_ms=10, modifications={"batch": 5})
+        return {"done": payload["batch"]}
+
+    specialist("a_busy_once")(busy_once)
+    try:
+        run = start_and_execute("a-a2a", {"specialist": "a_busy_once", "task": "t", "payload": {"batch": 50}})
+        assert run.status == sm.COMPLETED, run.error
+        assert run.state["answer"] == {"done": 5}
+        assert attempts == [{"attempt": 1, "payload": {"batch": 50}}, {"attempt": 2, "payload": {"batch": 5}}]
+        # The recorded request is the node's; the answer is the last attempt's.
+        assert only_activity(run).request["payload"] == {"batch": 50}
+
+        def always_busy(task: str, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+            raise Retry("still busy", after_ms=1, max_attempts=2)
+
+        specialist("a_busy_once")(always_busy)
+        failed = start_and_execute("a-a2a", {"specialist": "a_busy_once", "task": "t", "payload": {}})
+        # The node catches the activity's error (a-a2a routes on it); the activity is recorded as failed.
+        assert "asked to retry 2 times: still busy" in failed.state["error"]
+        assert only_activity(failed).status == "failed"
+    finally:
+        SPECIALISTS.pop("a_busy_once", None)

@@ -1,8 +1,10 @@
 """``python manage.py run_specialist NAME``: host a Python specialist as a Redis Streams consumer.
 
 The specialist is the function registered with ``@specialist(NAME)`` (the same
-code the embedded mode calls in-process). Each request's result is recorded
-(resuming the waiting run) before the message is acknowledged.
+code the embedded mode calls in-process). Each request's answer goes to the
+engine's replies stream as a SpecialistResult before the request is
+acknowledged; a handler raising ``Retry`` answers with a RetryDirective.
+DecisionNotices reach the specialist's ``on_decision`` hook.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.engine.specialists import SPECIALISTS
+from runs.engine.specialists import SPECIALISTS, Retry, SpecialistSpec
 from runs.models import Specialist
-from runs.services.a2a import specialist_result_record
 from runs.services.specialists import specialist_heartbeat, specialist_register
+from runs.transport.envelopes import specialist_result
 from runs.transport.streams import Delivery, StreamConsumer, StreamTransport, stream_key
 
 HEARTBEAT_SECONDS = 10.0
@@ -52,26 +55,19 @@ class Command(BaseCommand):
             address=stream_key(name),
         )
 
+        instance = options["consumer"] or f"{socket.gethostname()}:{os.getpid()}"
+
         def handle_one(delivery: Delivery) -> None:
-            request = delivery.envelope
-            meta = {
-                "trace_id": request["meta"]["trace_id"],
-                "step": request["meta"]["step"],
-                "specialist": name,
-                "idempotency_key": request["meta"]["idempotency_key"],
-                "delivery": delivery.deliveries,
-            }
-            try:
-                result = spec.handler(request["task"], request["payload"], meta)
-                error = "" if isinstance(result, dict) else f"specialist returned {type(result).__name__}"
-            except Exception as exc:  # noqa: BLE001 - the specialist's failure is the node's answer
-                result, error = None, f"{type(exc).__name__}: {exc}"
-            specialist_result_record(request=request, result=result if not error else None, error=error)
+            if delivery.kind == "DecisionNotice":
+                if spec.on_decision is not None:
+                    spec.on_decision(delivery.envelope)
+                return
+            transport.reply(answer(spec, delivery, instance))
 
         consumer = StreamConsumer(
             transport,
             name,
-            options["consumer"] or f"{socket.gethostname()}:{os.getpid()}",
+            instance,
             handle_one,
             max_deliveries=options["max_deliveries"],
             max_pending=options["max_pending"],
@@ -96,3 +92,29 @@ class Command(BaseCommand):
                 specialist_heartbeat(name=name)
             finally:
                 connection.close()
+
+
+def answer(spec: SpecialistSpec, delivery: Delivery, instance: str) -> dict[str, Any]:
+    """Run the handler on an invocation; its result, failure or retry request as a SpecialistResult."""
+    request = delivery.envelope
+    asked = request["meta"]
+    meta = {
+        "trace_id": asked["trace_id"],
+        "step": asked.get("step"),
+        "specialist": spec.name,
+        "idempotency_key": asked.get("idempotency_key"),
+        "attempt": asked.get("attempt", 1),
+        "delivery": delivery.deliveries,
+    }
+    started = time.perf_counter()
+    try:
+        result = spec.handler(request["task"], request["payload"], meta)
+    except Retry as retry:
+        return specialist_result(request=request, instance=instance, retry=retry.directive())
+    except Exception as exc:  # noqa: BLE001 - the specialist's failure is the node's answer
+        return specialist_result(request=request, instance=instance, error=(type(exc).__name__, str(exc)))
+    elapsed = (time.perf_counter() - started) * 1000
+    if not isinstance(result, dict):
+        error = ("bad_result", f"specialist returned {type(result).__name__}, not an object")
+        return specialist_result(request=request, instance=instance, error=error, duration_ms=elapsed)
+    return specialist_result(request=request, instance=instance, result=result, duration_ms=elapsed)

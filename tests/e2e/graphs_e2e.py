@@ -21,3 +21,29 @@ graph(
         },
     },
 )
+
+
+# -- the approvals inbox's browser test ------------------------------------------------------------
+
+from typing import Any  # noqa: E402 - appended with the graph it serves
+
+from runs.engine import node  # noqa: E402
+
+CONFIG_DIFF = "--- a/.env\n+++ b/.env\n@@ -1,3 +1,3 @@\n PORT=8000\n-DEBUG=0\n+DEBUG=1\n LOG_LEVEL=info"
+
+
+@node("e2e_config_change")
+def e2e_config_change(state: dict[str, Any], ctx: Any) -> Any:
+    """Asks to edit .env and run an eval (critical risk); whatever the decision, the run records it and ends."""
+    decision = ctx.activities.request_approval(
+        {"files": [".env"], "code": ["settings = eval(os.environ['PATCH'])"]}, preview=CONFIG_DIFF
+    )
+    return ctx.result({**state, "decision": decision})
+
+
+graph(
+    "e2e-config-change",
+    description="Asks for approval of a change to .env shown as a diff (critical risk), then ends.",
+    entry="e2e_config_change",
+    edges=[("e2e_config_change", END)],
+)

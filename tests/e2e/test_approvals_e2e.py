@@ -29,8 +29,8 @@ REPORTS_PLAN = "DELETE /v1/services/reports/releases/current"
 CATALOG_PLAN = "DELETE /v1/services/catalog/releases/current"
 
 
-def start_demo_run(server: dict[str, Any], service: str) -> str:
-    """Start an incident-healing run whose plan is a rollback (seed 7: "bad deploy"), as an operator would."""
+def start_run(server: dict[str, Any], graph: str, data: dict[str, Any], seed: int) -> str:
+    """Start a run from the command line, as an operator would, against the served app's database."""
     env = {
         **os.environ,
         "CMO_VAR_DIR": str(server["var"]),
@@ -38,17 +38,17 @@ def start_demo_run(server: dict[str, Any], service: str) -> str:
         "REDIS_URL": "",
         "CMO_GRAPH_MODULES": GRAPH_MODULES,
     }
-    data = {"service": service, "symptom": "5xx after deploy", "severity": "high", "max_heal_attempts": 1}
-    command = ["start_run", "incident-healing", "--input", json.dumps(data), "--seed", "7", "--json"]
+    command = ["start_run", graph, "--input", json.dumps(data), "--seed", str(seed), "--json"]
     done = subprocess.run(
-        [sys.executable, "manage.py", *command],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
     return str(json.loads(done.stdout)["trace_id"])
+
+
+def start_rollback_run(server: dict[str, Any], service: str) -> str:
+    """An incident-healing run whose plan is a rollback (seed 7: "bad deploy"): high risk, it waits."""
+    data = {"service": service, "symptom": "5xx after deploy", "severity": "high", "max_heal_attempts": 1}
+    return start_run(server, "incident-healing", data, seed=7)
 
 
 def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
@@ -74,42 +74,61 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     shot(viewer, "01-inbox-viewer-no-controls", folder="approvals")
     viewer.context.close()
 
-    # A second request arrives while the admin's inbox is open.
-    catalog_trace = start_demo_run(server, "catalog")
+    # Two more requests arrive while the admin's inbox is open: a high one, then a critical one that goes first.
+    catalog_trace = start_rollback_run(server, "catalog")
     catalog_row_w = watcher_rows.filter(has_text=CATALOG_PLAN)
     expect(catalog_row_w).to_have_count(1, timeout=30_000)
     expect(watcher.locator("[data-approvals-badge]")).to_have_text("2")
-    expect(watcher.locator("#waiting-count")).to_have_text("2")
+    start_run(server, "e2e-config-change", {}, seed=1)
+    config_row_w = watcher_rows.filter(has_text=".env")
+    expect(config_row_w).to_have_count(1, timeout=30_000)
+    expect(watcher.locator("[data-approvals-badge]")).to_have_text("3")
+    expect(watcher.locator("#waiting-count")).to_have_text("3")
     assert watcher.evaluate("window.__notReloaded === true"), "the admin's inbox reloaded"
-    order = [watcher_rows.nth(i).inner_text() for i in range(2)]
-    assert REPORTS_PLAN in order[0] and CATALOG_PLAN in order[1], "same risk: the sooner to expire comes first"
-    shot(watcher, "02-inbox-admin-live-arrival", folder="approvals", full_page=True)
+    order = [watcher_rows.nth(i).inner_text() for i in range(3)]
+    assert "CRITICAL" in order[0].upper() and ".env" in order[0], "critical first"
+    assert REPORTS_PLAN in order[1] and CATALOG_PLAN in order[2], "same risk: the sooner to expire first"
+    shot(watcher, "02-inbox-admin-live-arrivals", folder="approvals", full_page=True)
 
     page = _page(chromium_browser, server, "approver")
     page.goto("/approvals/")
     rows = page.locator("article[data-approval]")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     reports_row = rows.filter(has_text=REPORTS_PLAN)
     expect(reports_row.locator("mark").first).to_have_text(re.compile("DELETE", re.I))
     expect(reports_row).to_contain_text("deletes a remote resource")
     run_href = reports_row.get_by_role("link", name=re.compile("^[0-9a-f]{12}$")).get_attribute("href")
     assert run_href and re.fullmatch(r"/runs/[0-9a-f]{32}/", run_href)
-    shot(page, "03-inbox-approver", folder="approvals")
+    config_row = rows.first
+    expect(config_row.locator(".pl-add")).to_have_text("+DEBUG=1")
+    expect(config_row.locator(".pl-del")).to_have_text("-DEBUG=0")
+    expect(config_row.locator(".approval-preview mark").first).to_have_text(".env")
+    expect(config_row.locator(".findings")).to_contain_text("evaluates a string as code")
+    shot(page, "03-inbox-approver", folder="approvals", full_page=True)
 
     # Reject without a reason: refused, with the message beside the field.
-    catalog_row = rows.filter(has_text=CATALOG_PLAN)
-    catalog_row.get_by_role("button", name="Reject").click()
+    config_row.get_by_role("button", name="Reject").click()
     alert = page.get_by_role("alert")
     expect(alert).to_have_text("A reason is required to reject.")
     expect(page.get_by_role("heading", name=re.compile(r"^Approval #\d+$"))).to_be_visible()
+    expect(page.locator(".pl-add")).to_have_text("+DEBUG=1")
     reason = page.get_by_label(re.compile("^Reason"))
     expect(reason).to_have_attribute("aria-invalid", "true")
     shot(page, "04-reject-needs-a-reason", folder="approvals")
-    reason.fill("change freeze until Monday")
+    reason.fill("no eval in configuration")
     page.get_by_role("button", name="Reject").click()
     page.wait_for_url(re.compile(r"/approvals/$"))
     expect(page.get_by_role("status").filter(has_text="rejected")).to_be_visible()
-    expect(catalog_row_w).to_have_count(0)  # gone from the admin's open inbox
+    expect(config_row_w).to_have_count(0)  # gone from the admin's open inbox
+    expect(watcher.locator("[data-approvals-badge]")).to_have_text("2")
+
+    # Reject with a reason, right in the inbox row.
+    catalog_row = page.locator("article[data-approval]").filter(has_text=CATALOG_PLAN)
+    catalog_row.get_by_label(re.compile("^Reason")).fill("change freeze until Monday")
+    catalog_row.get_by_role("button", name="Reject").click()
+    page.wait_for_url(re.compile(r"/approvals/$"))
+    expect(page.locator("article[data-approval]")).to_have_count(1)
+    expect(catalog_row_w).to_have_count(0)
     expect(watcher.locator("[data-approvals-badge]")).to_have_text("1")
 
     # Approve the rollback and watch the run finish: its page is open in another tab.
@@ -146,6 +165,7 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     rejected = history.filter(has_text="change freeze until Monday")
     expect(rejected).to_contain_text("rejected")
     expect(rejected.locator(f"a[href='/runs/{catalog_trace}/']")).to_have_count(1)
+    expect(history.filter(has_text="no eval in configuration")).to_contain_text("critical")
     expect(history.filter(has_text="auto-approved").first).to_contain_text("risk engine")
     shot(page, "07-history", folder="approvals", full_page=True)
     page.context.close()

@@ -6,13 +6,22 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from runs.models import Activity, Graph, GraphLimit, Run, RunEvent, Specialist, Step, WorkerStatus
 from runs.selectors import step_state
-from runs.services.specialists import specialist_set_registered
+from runs.services.specialists import (
+    specialist_dead_letters,
+    specialist_redrive,
+    specialist_set_registered,
+    specialist_status,
+    specialist_stream_stats,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -198,13 +207,134 @@ class RunEventAdmin(ReadOnlyAdmin):
 
 @admin.register(Specialist)
 class SpecialistAdmin(admin.ModelAdmin):
-    list_display = ["name", "version", "transport", "address", "registered", "enabled", "last_heartbeat_at"]
+    list_display = [
+        "name",
+        "version",
+        "transport",
+        "status",
+        "registered",
+        "enabled",
+        "max_in_flight",
+        "stream_depth",
+        "stream_pending",
+        "in_flight",
+        "held",
+        "dead_letters",
+        "last_heartbeat_at",
+    ]
     list_filter = ["registered", "enabled", "transport"]
-    list_editable = ["registered", "enabled"]
+    list_editable = ["registered", "enabled", "max_in_flight"]
     search_fields = ["name"]
-    fields = ["name", "version", "capabilities", "transport", "address", "registered", "enabled", "last_heartbeat_at"]
-    readonly_fields = ["last_heartbeat_at"]
-    actions = ["register", "unregister"]
+    fields = [
+        "name",
+        "version",
+        "capabilities",
+        "transport",
+        "address",
+        "registered",
+        "enabled",
+        "max_in_flight",
+        "last_heartbeat_at",
+        "stream_summary",
+    ]
+    readonly_fields = ["last_heartbeat_at", "stream_summary"]
+    actions = ["register", "unregister", "redrive_all"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # One Redis round of stats for the page, read by the column methods below.
+        self._stats = specialist_stream_stats(names=list(self.get_queryset(request).values_list("name", flat=True)))
+        return super().changelist_view(request, extra_context)
+
+    def _stat(self, obj: Specialist, key: str) -> Any:
+        stats = getattr(self, "_stats", {}).get(obj.name)
+        return "—" if stats is None else stats[key]
+
+    @admin.display(description="status")
+    def status(self, obj: Specialist) -> str:
+        return specialist_status(obj.last_heartbeat_at) if obj.transport == Specialist.TRANSPORT_REDIS else "in-process"
+
+    @admin.display(description="stream depth")
+    def stream_depth(self, obj: Specialist) -> Any:
+        return self._stat(obj, "depth")
+
+    @admin.display(description="pending (unacked)")
+    def stream_pending(self, obj: Specialist) -> Any:
+        return self._stat(obj, "pending")
+
+    @admin.display(description="in flight")
+    def in_flight(self, obj: Specialist) -> Any:
+        return self._stat(obj, "in_flight")
+
+    @admin.display(description="held over cap")
+    def held(self, obj: Specialist) -> Any:
+        return self._stat(obj, "held")
+
+    @admin.display(description="DLQ")
+    def dead_letters(self, obj: Specialist) -> Any:
+        value = self._stat(obj, "dlq")
+        if value in ("—", 0):
+            return value
+        url = reverse("admin:runs_specialist_dead_letters", args=[obj.pk])
+        return format_html('<a href="{}">{} dead letters</a>', url, value)
+
+    @admin.display(description="stream")
+    def stream_summary(self, obj: Specialist) -> str:
+        stats = specialist_stream_stats(names=[obj.name]).get(obj.name)
+        if stats is None:
+            return (
+                "in-process (no stream)" if obj.transport != Specialist.TRANSPORT_REDIS else "Redis is not configured"
+            )
+        url = reverse("admin:runs_specialist_dead_letters", args=[obj.pk])
+        return format_html(
+            "{} messages in the stream, {} unacknowledged, {} in flight, {} held over the cap, "
+            '<a href="{}">{} dead letters</a>',
+            stats["depth"],
+            stats["pending"],
+            stats["in_flight"],
+            stats["held"],
+            url,
+            stats["dlq"],
+        )
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:pk>/dead-letters/",
+                self.admin_site.admin_view(self.dead_letters_view),
+                name="runs_specialist_dead_letters",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def dead_letters_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The specialist's dead-letter stream, with a re-drive button per message (POST)."""
+        obj = self.get_object(request, str(pk))
+        if obj is None or not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        if request.method == "POST":
+            if not self.has_change_permission(request, obj):
+                raise PermissionDenied
+            ids = request.POST.getlist("id")
+            moved = specialist_redrive(name=obj.name, ids=ids)
+            self.message_user(request, f"{moved} of {len(ids)} message(s) re-driven to {obj.name}", messages.SUCCESS)
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": obj,
+            "title": f"Dead letters of {obj.name}",
+            "letters": specialist_dead_letters(name=obj.name),
+            "can_redrive": self.has_change_permission(request, obj),
+        }
+        return TemplateResponse(request, "admin/runs/specialist/dead_letters.html", context)
+
+    @admin.action(description="Re-drive every dead letter of the selected specialists")
+    def redrive_all(self, request: HttpRequest, queryset: QuerySet[Specialist]) -> None:
+        total = 0
+        for name in queryset.values_list("name", flat=True):
+            letters = specialist_dead_letters(name=name)
+            total += specialist_redrive(name=name, ids=[letter["id"] for letter in letters])
+        self.message_user(request, f"{total} dead letter(s) re-driven", messages.SUCCESS)
 
     @admin.action(description="Register the selected specialists")
     def register(self, request: HttpRequest, queryset: QuerySet[Specialist]) -> None:

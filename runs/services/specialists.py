@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
+from typing import Any
 
+import redis
+from django.conf import settings
 from django.utils import timezone
 
 from runs.engine.specialists import SPECIALISTS
 from runs.models import Specialist
+
+log = logging.getLogger(__name__)
 
 
 def specialist_refusal(name: str) -> str:
@@ -85,3 +92,59 @@ def specialist_heartbeat(*, name: str) -> bool:
 
 def specialist_set_registered(*, names: list[str], registered: bool) -> int:
     return Specialist.objects.filter(name__in=names).update(registered=registered, updated_at=timezone.now())
+
+
+def _streams() -> Any:
+    """The Redis Streams transport, or None in the embedded mode (no REDIS_URL)."""
+    if not settings.REDIS_URL:
+        return None
+    from runs.services.a2a import transport
+
+    return transport()
+
+
+def specialist_stream_stats(*, names: list[str]) -> dict[str, dict[str, int]]:
+    """Depth, unacknowledged, in flight, held over the cap and DLQ size per Redis specialist (admin, metrics).
+
+    Specialists without a stream are left out; so is everything when Redis is unreachable.
+    """
+    streams = _streams()
+    if streams is None:
+        return {}
+    remote = Specialist.objects.filter(name__in=names, transport=Specialist.TRANSPORT_REDIS).values_list(
+        "name", flat=True
+    )
+    try:
+        return {name: streams.stats(name) for name in remote}
+    except redis.RedisError as exc:
+        log.warning("could not read stream stats: %s", exc)
+        return {}
+
+
+def specialist_dead_letters(*, name: str, count: int = 200) -> list[dict[str, Any]]:
+    """The specialist's dead letters, oldest first, with the reason each was dead-lettered."""
+    streams = _streams()
+    if streams is None:
+        return []
+    letters = streams.dead_letters(name, count=count)
+    for letter in letters:
+        try:
+            letter["envelope"] = json.loads(letter.get("body", ""))
+        except json.JSONDecodeError:
+            letter["envelope"] = None
+    return letters
+
+
+def specialist_redrive(*, name: str, ids: list[str]) -> int:
+    """Publish dead letters to the specialist's stream again (after a fix); returns how many moved."""
+    streams = _streams()
+    if streams is None:
+        return 0
+    moved = 0
+    for dlq_id in ids:
+        try:
+            streams.redrive(name, dlq_id)
+            moved += 1
+        except KeyError:
+            continue  # already re-driven (another admin, a double submit)
+    return moved

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 @pytest.fixture
-def remote_specialist(redis_url: str) -> Specialist:
+def remote_specialist(redis_url: str) -> Iterator[Specialist]:
     name = f"adm-{uuid.uuid4().hex[:8]}"
     row = Specialist.objects.create(
         name=name, transport=Specialist.TRANSPORT_REDIS, address=stream_key(name), max_in_flight=1

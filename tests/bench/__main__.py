@@ -10,6 +10,7 @@ from tests.bench.common import setup_database
 def main() -> None:
     url = setup_database()
     from tests.bench import (
+        bench_a2a,
         bench_checkpoint,
         bench_dashboard,
         bench_policy,
@@ -25,6 +26,7 @@ def main() -> None:
         "dashboard": bench_dashboard.main,
         "policy": bench_policy.main,
         "replay": bench_replay.main,
+        "a2a": bench_a2a.main,
     }
     wanted = sys.argv[1:] or list(suites)
     for name in wanted:

@@ -6,9 +6,9 @@ second end to end with 3 specialist processes and 2 workers (PostgreSQL + Redis)
    - CMO: publish_capped (schema validation + the cap's Lua), a StreamConsumer hands it to a handler
      thread that builds and validates a SpecialistResult and replies, the replies consumer takes it,
      release (Lua) frees the slot.
-2. End to end: 600 runs whose only node calls a remote specialist (t-echo), 3 `run_specialist` consumers
-   and 2 `cmo_worker` processes; invocations/s, and per invocation the time from the request's record
-   to its answer's record.
+2. End to end with 3 `run_specialist` consumers of t-echo and 2 `cmo_worker` processes: the round trip
+   from the request's record to its answer's record (the run resumes then), first for 100 runs one at
+   a time, then for 600 runs at once with invocations/s.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.bench.common import describe, header
 ROOT = Path(__file__).resolve().parents[2]
 ROUND_TRIPS = 1000
 RUNS = 600
+SEQUENTIAL = 100
 
 
 def _request(name: str, n: int) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def _spawn(args: list[str], url: str) -> subprocess.Popen[bytes]:
 def end_to_end(url: str) -> dict[str, Any]:
     from django.db.models import Max, Min
 
-    from runs.models import Activity, Run, RunEvent
+    from runs.models import Run
     from runs.services.runs import run_start
 
     Run.objects.all().delete()
@@ -128,6 +129,14 @@ def end_to_end(url: str) -> dict[str, Any]:
     time.sleep(3)  # registered and consuming
     procs += [_spawn(["cmo_worker", "--concurrency", "16", "--poll", "0.5"], url) for _ in range(2)]
     time.sleep(3)
+    # Sequential: one run at a time, so the round trip is not queueing behind other runs.
+    sequential = []
+    for n in range(SEQUENTIAL):
+        pk = run_start(graph_name="t-remote", data={"text": f"s{n}"}).pk
+        deadline = time.monotonic() + 30
+        while Run.objects.filter(pk=pk).exclude(status="COMPLETED").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sequential.append(pk)
     runs = [run_start(graph_name="t-remote", data={"text": f"n{n}"}).pk for n in range(RUNS)]
     try:
         deadline = time.monotonic() + 600
@@ -142,10 +151,21 @@ def end_to_end(url: str) -> dict[str, Any]:
             p.wait(30)
     span = Run.objects.filter(pk__in=runs).aggregate(start=Min("started_at"), end=Max("finished_at"))
     seconds = (span["end"] - span["start"]).total_seconds()
+    return {
+        "seconds": seconds,
+        "per_s": RUNS / seconds,
+        "latencies": _asked_to_answered(runs),
+        "sequential": _asked_to_answered(sequential),
+    }
+
+
+def _asked_to_answered(runs: list[int]) -> list[float]:
+    """Per run, ms from the send_a2a request's record (published right after) to its answer's record."""
+    from runs.models import Activity, RunEvent
+
     asked = dict(Activity.objects.filter(run_id__in=runs, type="send_a2a").values_list("run_id", "created_at"))
     answered = dict(RunEvent.objects.filter(run_id__in=runs, kind="answered").values_list("run_id", "created_at"))
-    latencies = [(answered[r] - asked[r]).total_seconds() * 1000 for r in runs if r in asked and r in answered]
-    return {"seconds": seconds, "per_s": RUNS / seconds, "latencies": latencies}
+    return [(answered[r] - asked[r]).total_seconds() * 1000 for r in runs if r in asked and r in answered]
 
 
 def main(url: str) -> None:
@@ -161,4 +181,5 @@ def main(url: str) -> None:
     header(f"A2A end to end: {RUNS} runs, 3 specialist consumers, 2 workers x 16")
     r = end_to_end(url)
     print(f"{r['seconds']:.1f} s, {r['per_s']:.0f} invocations/s (one per run, plus its run's two steps)")
-    print(f"request recorded -> answer recorded: {describe(r['latencies'])}")
+    print(f"request recorded -> answer recorded, one run at a time: {describe(r['sequential'])}")
+    print(f"request recorded -> answer recorded, {RUNS} runs at once: {describe(r['latencies'])}")

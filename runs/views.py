@@ -19,6 +19,7 @@ from runs.models import Graph, Run
 from runs.permissions import OPERATE, VIEW, can, primary_role, role_required
 from runs.services import leases
 from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
+from runs.services.specialists import specialist_caps
 
 
 def _when(value: str, *, end: bool = False) -> dt.datetime | None:
@@ -57,7 +58,12 @@ def home(request: HttpRequest) -> HttpResponse:
     peak = max([max(d["started"], d["completed"], d["failed"]) for d in summary["days"]] + [1])
     slowest_peak = max([s["avg_seconds"] for s in summary["slowest"]] + [0.001])
     recent = selectors.run_list(filters=selectors.RunFilters(), limit=8).runs
-    capacity = {"workers": leases.workers_alive(), "queued": leases.queue_depth(), "caps": leases.caps_waiting()}
+    capacity = {
+        "workers": leases.workers_alive(),
+        "queued": leases.queue_depth(),
+        "caps": leases.caps_waiting(),
+        "specialists": specialist_caps(),
+    }
     return render(
         request,
         "runs/home.html",

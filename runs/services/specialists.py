@@ -148,3 +148,18 @@ def specialist_redrive(*, name: str, ids: list[str]) -> int:
         except KeyError:
             continue  # already re-driven (another admin, a double submit)
     return moved
+
+
+def specialist_caps() -> list[dict[str, Any]]:
+    """Capped Redis specialists with their invocations in flight and held (runs waiting on the cap)."""
+    capped = dict(
+        Specialist.objects.filter(transport=Specialist.TRANSPORT_REDIS, max_in_flight__isnull=False).values_list(
+            "name", "max_in_flight"
+        )
+    )
+    stats = specialist_stream_stats(names=list(capped))
+    return [
+        {"name": name, "cap": cap, "in_flight": stats[name]["in_flight"], "held": stats[name]["held"]}
+        for name, cap in sorted(capped.items())
+        if name in stats
+    ]

@@ -50,6 +50,8 @@ def test_admin_shows_stream_figures_and_redrives_a_dead_letter(remote_specialist
     assert name in page
     assert "1 dead letters" in page
     assert "Held over cap" in page
+    home = client.get("/").content.decode()
+    assert f"<strong>{name}</strong> 1 of 1 in flight, 1 waiting" in home
 
     letters_url = f"/admin/runs/specialist/{remote_specialist.pk}/dead-letters/"
     letters = client.get(letters_url).content.decode()

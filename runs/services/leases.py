@@ -157,12 +157,16 @@ def caps_waiting() -> dict[str, int]:
 
 
 def leases_renew(*, owner: str, run_ids: list[int], lease_seconds: float | None = None) -> set[int]:
-    """Extend this owner's leases; returns the ids it still holds."""
+    """Extend this owner's leases; returns the ids another worker has taken over (lost leases).
+
+    A run this owner no longer holds because it just ended, suspended or yielded
+    is not lost: only a lease now held by someone else is.
+    """
     if not run_ids:
         return set()
     expires = timezone.now() + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
     Run.objects.filter(pk__in=run_ids, lease_owner=owner).update(lease_expires_at=expires)
-    return set(Run.objects.filter(pk__in=run_ids, lease_owner=owner).values_list("pk", flat=True))
+    return set(Run.objects.filter(pk__in=run_ids).exclude(lease_owner__in=(owner, "")).values_list("pk", flat=True))
 
 
 def lease_yield(*, run_id: int, owner: str) -> bool:

@@ -185,9 +185,8 @@ class WorkerHost:
             try:
                 close_old_connections()
                 if time.monotonic() - last_renew >= self.lease_seconds / 3:
-                    still = leases.leases_renew(owner=self.owner, run_ids=held, lease_seconds=self.lease_seconds)
+                    lost = leases.leases_renew(owner=self.owner, run_ids=held, lease_seconds=self.lease_seconds)
                     last_renew = time.monotonic()
-                    lost = (set(held) - still) & self.held  # a run that just ended is not lost
                     if lost:
                         log.warning("lost leases on runs %s", sorted(lost))
                 aborts = leases.aborts_requested(run_ids=held)

@@ -13,6 +13,7 @@ conflict with the resource's state, 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE,
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 from approvals.services import ApprovalNotPending, ApprovalNotReady, ReasonRequired
 from cmo_site.models import ApiToken
@@ -55,6 +56,17 @@ GRANTS: dict[str, frozenset[str]] = {
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=10_000)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")]
 TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    """Aware and in UTC (naive means UTC): PostgreSQL refuses offsets past +-15:59, Python allows +-23:59."""
+    try:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("the date is out of range once converted to UTC") from None
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_to_utc)]
 # PositiveIntegerField and friends are 32-bit in PostgreSQL; larger numbers are a 422, not a database error.
 MAX_INT = 2**31 - 1
 

@@ -15,7 +15,17 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
-from cmo_site.api_support import MANAGE_SPECIALISTS, MAX_INT, ApiError, Name, TraceId, caller, errors, requires
+from cmo_site.api_support import (
+    MANAGE_SPECIALISTS,
+    MAX_INT,
+    ApiError,
+    Name,
+    TraceId,
+    UtcDatetime,
+    caller,
+    errors,
+    requires,
+)
 from cmo_site.api_support import reject_nul as _reject_nul
 from runs import metrics, selectors
 from runs.models import Activity, Graph, Run, Specialist
@@ -199,8 +209,8 @@ class RunListQuery(Schema):
     status: RunStatus | None = None
     graph: Name | None = None
     version: Version | None = Field(None, description="with graph: only this version")
-    since: dt.datetime | None = Field(None, description="created at or after")
-    until: dt.datetime | None = Field(None, description="created before")
+    since: UtcDatetime | None = Field(None, description="created at or after")
+    until: UtcDatetime | None = Field(None, description="created before")
     trace: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{1,32}$")] | None = Field(None, description="trace id prefix")
     sort: Literal["-created", "created"] = "-created"
     cursor: Annotated[str, Field(pattern=r"^-?[0-9]{1,20}~[0-9]{1,20}$")] | None = Field(

@@ -155,3 +155,11 @@ def test_errors_are_json_even_for_unknown_methods(operator: Client) -> None:
     response = operator.delete("/api/runs")
     assert response.status_code == 405
     assert json.loads(response.content)["code"] == "method_not_allowed"
+
+
+def test_list_dates_with_any_offset_are_compared_in_utc(operator: Client) -> None:
+    post_json(operator, "/api/runs", {"graph": "t-count"})
+    assert len(operator.get("/api/runs", {"since": "2000-01-01T00:00:00+19:11"}).json()["runs"]) == 1
+    assert len(operator.get("/api/runs", {"since": "2000-01-01T00:00:00"}).json()["runs"]) == 1
+    assert operator.get("/api/runs", {"until": "2000-01-01T00:00:00-23:00"}).json()["runs"] == []
+    assert_error(operator.get("/api/runs", {"since": "0001-01-01T00:00:00+05:00"}), 422, "validation_error")

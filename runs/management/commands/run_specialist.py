@@ -9,6 +9,7 @@ DecisionNotices reach the specialist's ``on_decision`` hook.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -20,9 +21,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.specialists import SPECIALISTS, Retry, SpecialistSpec
-from runs.models import Specialist
-from runs.services.specialists import specialist_heartbeat, specialist_register
 from runs.transport.envelopes import specialist_result
+from runs.transport.registry import ApiRegistry, DatabaseRegistry, Registry, RegistryError
 from runs.transport.streams import Delivery, StreamConsumer, StreamTransport, stream_key
 
 HEARTBEAT_SECONDS = 10.0
@@ -38,6 +38,11 @@ class Command(BaseCommand):
         parser.add_argument("--max-pending", type=int, default=16, help="stop reading at this many unacked")
         parser.add_argument("--max-deliveries", type=int, default=5, help="then the message goes to the DLQ")
         parser.add_argument("--claim-idle-ms", type=int, default=30_000, help="reclaim a dead consumer's messages")
+        parser.add_argument(
+            "--api",
+            default=os.environ.get("CMO_API_URL", ""),
+            help="register and heartbeat over this CMO API base URL (no database needed); token from CMO_API_TOKEN",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"]
@@ -47,13 +52,11 @@ class Command(BaseCommand):
         if not settings.REDIS_URL:
             raise CommandError("run_specialist needs REDIS_URL (Redis Streams)")
         transport = StreamTransport(settings.REDIS_URL)
-        specialist_register(
-            name=name,
-            version=spec.version,
-            capabilities=spec.capabilities,
-            transport=Specialist.TRANSPORT_REDIS,
-            address=stream_key(name),
-        )
+        registry = self._registry(options["api"])
+        try:
+            registry.register(name=name, version=spec.version, capabilities=spec.capabilities, address=stream_key(name))
+        except RegistryError as exc:
+            raise CommandError(f"could not register {name!r}: {exc}") from exc
 
         instance = options["consumer"] or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -77,21 +80,28 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        threading.Thread(target=self._heartbeat, args=(name, stop), daemon=True).start()
+        threading.Thread(target=self._heartbeat, args=(registry, name, stop), daemon=True).start()
         self.stdout.write(f"specialist {name} consuming {stream_key(name)} as {consumer.name}", ending="\n")
         self.stdout.flush()
         consumer.run(stop)
         self.stdout.write(f"specialist {name} stopped")
 
     @staticmethod
-    def _heartbeat(name: str, stop: threading.Event) -> None:
-        from django.db import connection
+    def _registry(api: str) -> Registry:
+        if not api:
+            return DatabaseRegistry()
+        token = os.environ.get("CMO_API_TOKEN", "")
+        if not token:
+            raise CommandError("--api needs CMO_API_TOKEN (create one: manage.py api_token create --role specialist)")
+        return ApiRegistry(api, token)
 
+    @staticmethod
+    def _heartbeat(registry: Registry, name: str, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
             try:
-                specialist_heartbeat(name=name)
-            finally:
-                connection.close()
+                registry.heartbeat(name=name)
+            except Exception as exc:  # noqa: BLE001 - a missed heartbeat turns the specialist stale, not dead
+                logging.getLogger(__name__).warning("heartbeat failed: %s", exc)
 
 
 def answer(spec: SpecialistSpec, delivery: Delivery, instance: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ def test_a_specialist_without_database_access_registers_over_the_api_and_answers
                 w.output + spec.output
             )
     run.refresh_from_db()
+    assert run.state is not None
     assert run.state["answer"] == {"echo": "from afar", "task": "echo"}
 
 

@@ -25,7 +25,7 @@ class ApprovalOut(Schema):
     step: int
     seq: int
     node: str
-    action: dict[str, Any]
+    action: Any
     preview: str
     level: Literal["low", "medium", "high", "critical"]
     score: int

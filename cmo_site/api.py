@@ -17,7 +17,7 @@ from ninja.openapi.docs import Swagger
 from ninja.responses import NinjaJSONEncoder
 
 from approvals.api import router as approvals_router
-from cmo_site.api_support import caller, errors, install_error_handlers, requires
+from cmo_site.api_support import StorableJSONParser, caller, errors, install_error_handlers, requires
 from replay.api import router as replay_router
 from runs.api import router as runs_router
 from runs.permissions import VIEW
@@ -34,6 +34,7 @@ api = NinjaAPI(
     ),
     auth=requires(VIEW),
     urls_namespace="api",
+    parser=StorableJSONParser(),
     docs=Swagger(settings={"validatorUrl": None, "persistAuthorization": True}),
     docs_url="/docs",
     openapi_url="/openapi.json",

@@ -14,12 +14,13 @@ conflict with the resource's state, 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE,
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Annotated, Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import DataError
@@ -27,6 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.http.response import HttpResponseBase
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 from pydantic import AfterValidator, StringConstraints
@@ -39,8 +41,6 @@ from replay.services import ReplayError
 from runs.engine.errors import GraphValidationError, InvalidTransition
 from runs.permissions import ADMIN, APPROVE, APPROVER, OPERATE, OPERATOR, ROLES, VIEW, VIEWER, user_roles
 from runs.services.runs import InvalidInput
-
-logger = logging.getLogger("cmo.api")
 
 # Actions the API checks; VIEW, OPERATE and APPROVE mean what they mean on the pages.
 MANAGE_SPECIALISTS = "manage_specialists"
@@ -71,19 +71,36 @@ UtcDatetime = Annotated[dt.datetime, AfterValidator(_to_utc)]
 MAX_INT = 2**31 - 1
 
 
-def reject_nul(value: Any, *, what: str) -> Any:
-    """``value`` unchanged, or a 422 if a string in it holds a NUL character (no database stores those in JSON)."""
+def check_storable(value: Any, *, what: str) -> Any:
+    """``value`` unchanged if every string in it can be stored; otherwise an ApiError.
+
+    A NUL character is valid JSON but no database keeps it in text or JSON (422);
+    a lone surrogate (``"\\ud800"``) is not UTF-8 at all (400).
+    """
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str) and "\x00" in item:
-            raise ApiError(422, "unstorable_value", f"{what} contains a NUL character, which cannot be stored")
-        if isinstance(item, dict):
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ApiError(422, "unstorable_value", f"{what} contains a NUL character, which cannot be stored")
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise ApiError(400, "malformed_request", f"{what} contains a lone surrogate: not UTF-8") from None
+        elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
     return value
+
+
+class StorableJSONParser(Parser):
+    """Parse request bodies as JSON and refuse strings that cannot be stored, before any endpoint sees them."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return check_storable(json.loads(request.body), what="the request body")
 
 
 class ErrorOut(Schema):
@@ -165,7 +182,7 @@ class Session(APIKeyCookie):
     No session means "not this method", so an anonymous write is a 401, not a CSRF 403.
     """
 
-    param_name = "sessionid"
+    param_name = settings.SESSION_COOKIE_NAME
 
     def __init__(self, action: str = VIEW) -> None:
         self.action = action
@@ -241,6 +258,8 @@ def error_body(exc: Exception) -> tuple[int, str, str, Any]:
     if isinstance(exc, HttpError):
         if isinstance(exc.__cause__, RequestDataTooBig):
             return 413, "payload_too_large", str(exc.__cause__), None
+        if isinstance(exc.__cause__, ApiError):
+            return error_body(exc.__cause__)
         if exc.status_code == 400:
             return 400, "malformed_request", "the request body is not valid JSON", None
         return exc.status_code, "error", exc.message, None

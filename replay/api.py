@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Body, Field, Query, Router, Schema, Status
 from pydantic import WithJsonSchema
 
-from cmo_site.api_support import MAX_INT, TraceId, caller, errors, reject_nul, requires
+from cmo_site.api_support import MAX_INT, TraceId, caller, errors, requires
 from replay.bundles import SCHEMA as BUNDLE_SCHEMA
 from replay.bundles import bundle_export, bundle_import
 from replay.services import run_compare, run_fork, run_verify
@@ -68,16 +68,15 @@ class CompareQuery(Schema):
 # Declared before /runs/{trace_id} routes of the runs router so "import" is not read as a trace id.
 @router.post("/runs/import", response={201: RunOut, **errors(400, 403, 409, 413, 422)}, auth=requires(OPERATE))
 def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[str, Any]]:
-    run = bundle_import(bundle=reject_nul(bundle, what="the bundle"))
+    run = bundle_import(bundle=bundle)
     return Status(201, run_out(run_or_404(run.trace_id)))
 
 
 @router.post("/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, auth=requires(OPERATE))
 def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> Status[dict[str, Any]]:
     principal = caller(request)
-    state = reject_nul(body.state, what="the state")
     child = run_fork(
-        run=run_or_404(trace_id), step=body.step, state=state, version=body.version, actor=principal.username
+        run=run_or_404(trace_id), step=body.step, state=body.state, version=body.version, actor=principal.username
     )
     return Status(201, run_out(run_or_404(child.trace_id)))
 

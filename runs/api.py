@@ -26,7 +26,6 @@ from cmo_site.api_support import (
     errors,
     requires,
 )
-from cmo_site.api_support import reject_nul as _reject_nul
 from runs import metrics, selectors
 from runs.models import Activity, Graph, Run, Specialist
 from runs.permissions import OPERATE, VIEW
@@ -122,7 +121,7 @@ def graph_list(request: HttpRequest) -> dict[str, Any]:
     auth=requires(OPERATE),
 )
 def graph_create(request: HttpRequest, body: GraphCreateIn) -> Status[dict[str, Any]]:
-    graph, created = graph_create_from_json(definition=_reject_nul(body.definition, what="the definition"))
+    graph, created = graph_create_from_json(definition=body.definition)
     return Status(201 if created else 200, {"created": created, "graph": graph})
 
 
@@ -248,7 +247,7 @@ def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]
     run = run_start(
         graph_name=body.graph,
         version=body.version,
-        data=_reject_nul(body.input, what="the input"),
+        data=body.input,
         seed=body.seed,
         user=principal.user,
         role=principal.primary_role,

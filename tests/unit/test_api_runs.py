@@ -163,3 +163,10 @@ def test_list_dates_with_any_offset_are_compared_in_utc(operator: Client) -> Non
     assert len(operator.get("/api/runs", {"since": "2000-01-01T00:00:00"}).json()["runs"]) == 1
     assert operator.get("/api/runs", {"until": "2000-01-01T00:00:00-23:00"}).json()["runs"] == []
     assert_error(operator.get("/api/runs", {"since": "0001-01-01T00:00:00+05:00"}), 422, "validation_error")
+
+
+@pytest.mark.parametrize("path", ["/api/runs", "/api/graphs", "/api/specialists", "/api/runs/import"])
+def test_a_lone_surrogate_in_any_body_is_a_400_not_a_crash(operator: Client, path: str) -> None:
+    body = '{"graph": "t-count", "definition": {}, "name": "x", "input": {"a": "\\ud800"}}'
+    response = operator.post(path, data=body, content_type="application/json")
+    assert "surrogate" in assert_error(response, 400, "malformed_request")["message"]

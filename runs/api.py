@@ -183,6 +183,7 @@ class RunOut(Schema):
     parent_trace_id: str | None
     parent_step: int | None
     pinned: bool
+    abort_requested: bool = Field(description="a worker holds the run; it stops at the next step or activity")
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -234,6 +235,7 @@ def run_out(run: Run) -> dict[str, Any]:
         "parent_trace_id": run.parent.trace_id if run.parent else None,
         "parent_step": run.parent_step,
         "pinned": run.pinned,
+        "abort_requested": run.abort_requested,
     }
 
 

@@ -170,3 +170,14 @@ def test_a_lone_surrogate_in_any_body_is_a_400_not_a_crash(operator: Client, pat
     body = '{"graph": "t-count", "definition": {}, "name": "x", "input": {"a": "\\ud800"}}'
     response = operator.post(path, data=body, content_type="application/json")
     assert "surrogate" in assert_error(response, 400, "malformed_request")["message"]
+
+
+def test_aborting_a_run_a_worker_holds_asks_the_worker_to_stop(operator: Client) -> None:
+    from runs.services.leases import run_claim
+
+    trace = post_json(operator, "/api/runs", {"graph": "t-count"}).json()["trace_id"]
+    run = Run.objects.get(trace_id=trace)
+    assert run_claim(run_id=run.pk, owner="some-worker")
+    Run.objects.filter(pk=run.pk).update(status="RUNNING")  # as the worker's executor does first
+    body = post_json(operator, f"/api/runs/{trace}/abort").json()
+    assert body["status"] == "RUNNING" and body["abort_requested"] is True

@@ -20,6 +20,7 @@ redacted response even on first execution, so it behaves the same on replay.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -47,18 +48,19 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 # key=value / key: value / "key": "value" where the key names a secret (checked by is_secret_key).
 _PAIR = re.compile(
-    r"""(?P<key>["']?[A-Za-z][\w.-]*["']?)(?P<sep>\s*[:=]\s*)(?P<q>["'])?(?P<value>(?(q)[^"']*|[^\s&,;"'}\]]+))"""
+    r"""(?<![\w.-])(?P<key>["']?[A-Za-z][\w.-]*["']?)(?P<sep>\s*[:=]\s*)(?P<q>["'])?(?P<value>(?(q)[^"']*|[^\s&,;"'}\]]+))"""
 )
 _QUERY = re.compile(r"(?P<pre>[?&;])(?P<key>[A-Za-z][\w.-]*)=(?P<value>[^&#\s\"']+)")
 _SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
 _SCHEME = re.compile(r"\b(Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)", re.IGNORECASE)
 
 
 def _words(key: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(key)]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     words = _words(key)
     if not words:
@@ -86,7 +88,8 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = _SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}", text)
     if "=" in text:
         text = _QUERY.sub(lambda m: _mask_pair(m, sep="="), text)
     if "=" in text or ":" in text:

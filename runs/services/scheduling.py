@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import threading
+import time
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -47,3 +51,34 @@ def sweep(*, batch: int = 500) -> dict[str, int]:
         send_now(settings.CMO_WORKER_CHANNEL, {"type": "run.dispatch", "run_id": run_id})
         woken += 1
     return {"woken": woken, "timed_out": timed_out, "approvals_expired": expired}
+
+
+_retention_lock = threading.Lock()
+_retention_last: float | None = None
+
+
+def retention_tick(*, now: dt.datetime | None = None, force: bool = False) -> dict[str, Any] | None:
+    """Apply the retention policy if it is on and its interval (CMO_RETENTION_INTERVAL_SECONDS,
+    default hourly) has passed in this process; the counts, or None when it did not run.
+
+    Separate from :func:`sweep` so a slow deletion never delays wake-ups; safe with
+    several schedulers (deletion re-checks each run under a row lock).
+    """
+    global _retention_last
+    if not (settings.CMO_RETENTION_DAYS or settings.CMO_RETENTION_FAILED_DAYS):
+        return None
+    with _retention_lock:
+        recent = (
+            _retention_last is not None and time.monotonic() - _retention_last < settings.CMO_RETENTION_INTERVAL_SECONDS
+        )
+        if recent and not force:
+            return None
+        _retention_last = time.monotonic()
+    from runs.services.retention import retention_apply
+
+    close_old_connections()
+    return retention_apply(
+        now=now or timezone.now(),
+        keep_days=settings.CMO_RETENTION_DAYS,
+        keep_failed_days=settings.CMO_RETENTION_FAILED_DAYS,
+    )

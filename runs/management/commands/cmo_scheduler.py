@@ -1,10 +1,11 @@
-"""The scheduler: wakes workers for runnable runs and enforces run timeouts.
+"""The scheduler: wakes workers for runnable runs, enforces run timeouts and applies retention (hourly).
 
 Safe to run several: wake-ups are idempotent and timeouts lock the run row.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from typing import Any
@@ -14,7 +15,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
-from runs.services.scheduling import sweep
+from runs.services.scheduling import retention_tick, sweep
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -38,8 +41,19 @@ class Command(BaseCommand):
             result = self.sweep_once()
             if options["verbosity"] > 1 or options["once"]:
                 self.stdout.write(f"woke {result['woken']} runs, timed out {result['timed_out']}")
+            self.retention_once()
             if options["once"] or stop.wait(interval):
                 break
 
     def sweep_once(self) -> dict[str, int]:
         return sweep()
+
+    def retention_once(self) -> None:
+        """The retention policy, at most once per CMO_RETENTION_INTERVAL_SECONDS; a failure is logged."""
+        try:
+            counts = retention_tick()
+        except Exception:
+            log.exception("retention failed; it is tried again at the next interval")
+            return
+        if counts and counts["runs"]:
+            self.stdout.write(f"retention deleted {counts['runs']} runs and {counts['blobs']} blobs")

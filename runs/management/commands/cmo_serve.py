@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
-from runs.services.scheduling import sweep
+from runs.services.scheduling import retention_tick, sweep
 from runs.services.specialists import specialist_sync_inprocess
 from runs.worker.channel import listen_forever
 from runs.worker.host import WorkerHost, set_current_host
@@ -83,3 +83,7 @@ class Command(BaseCommand):
                 sweep()
             except Exception:
                 log.exception("scheduler sweep failed")
+            try:
+                retention_tick()
+            except Exception:
+                log.exception("retention failed; it is tried again at the next interval")

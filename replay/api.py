@@ -69,7 +69,7 @@ class CompareQuery(Schema):
 @router.post("/runs/import", response={201: RunOut, **errors(400, 403, 409, 413, 422)}, auth=requires(OPERATE))
 def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[str, Any]]:
     run = bundle_import(bundle=bundle)
-    return Status(201, run_out(run_or_404(run.trace_id)))
+    return Status(201, run_out(run_or_404(run.trace_id)))  # the import rewrote created_at after create
 
 
 @router.post("/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, auth=requires(OPERATE))
@@ -78,7 +78,7 @@ def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> 
     child = run_fork(
         run=run_or_404(trace_id), step=body.step, state=body.state, version=body.version, actor=principal.username
     )
-    return Status(201, run_out(run_or_404(child.trace_id)))
+    return Status(201, run_out(child))
 
 
 @router.post("/runs/{trace_id}/verify", response={200: VerifyOut, **errors(403, 404, 422)}, auth=requires(VIEW))

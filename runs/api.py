@@ -254,7 +254,7 @@ def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]
         user=principal.user,
         role=principal.primary_role,
     )
-    return Status(201, run_out(run_or_404(run.trace_id)))
+    return Status(201, run_out(run))
 
 
 @router.get("/runs", response={200: RunListOut, **errors(403, 422)}, tags=["runs"], auth=requires(VIEW))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from runs.models import Run
@@ -72,3 +74,16 @@ def test_a_tampered_or_malformed_bundle_is_a_422() -> None:
     )
     assert_error(post_json(operator, "/api/runs/import", {"format": "zip"}), 422, "invalid_bundle")
     assert not Run.objects.exists()
+
+
+def test_an_imported_run_keeps_its_original_creation_time() -> None:
+    run = start_and_execute("t-count", {"target": 1})
+    Run.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(days=3))
+    operator = client_as("operator")
+    bundle = operator.get(f"/api/runs/{run.trace_id}/export").json()
+    Run.objects.filter(pk=run.pk).delete()
+    imported = post_json(operator, "/api/runs/import", bundle).json()
+    original = dt.datetime.fromisoformat(bundle["run"]["created_at"])
+    assert dt.datetime.fromisoformat(imported["created_at"]) == original.replace(
+        microsecond=original.microsecond // 1000 * 1000
+    )

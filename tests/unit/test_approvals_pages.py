@@ -139,7 +139,8 @@ def test_an_admin_approves_and_the_run_resumes() -> None:
     assert run.status in ("PENDING", "RUNNING")  # answered: the run is runnable again
     assert execute(run) is Outcome.COMPLETED
     run.refresh_from_db()
-    assert run.state["approval"]["approved"] is True and run.state["approval"]["by"] == "admin"
+    approval = (run.state or {})["approval"]
+    assert approval["approved"] is True and approval["by"] == "admin"
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])

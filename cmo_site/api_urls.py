@@ -2,11 +2,13 @@
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from cmo_site.api import api
 from cmo_site.api_support import json_method_not_allowed
 
 
+@csrf_exempt  # a JSON 404 for any method, not Django's HTML CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     return JsonResponse(
         {"code": "not_found", "message": f"no API endpoint at {request.path}", "details": None}, status=404

@@ -181,3 +181,9 @@ def test_aborting_a_run_a_worker_holds_asks_the_worker_to_stop(operator: Client)
     Run.objects.filter(pk=run.pk).update(status="RUNNING")  # as the worker's executor does first
     body = post_json(operator, f"/api/runs/{trace}/abort").json()
     assert body["status"] == "RUNNING" and body["abort_requested"] is True
+
+
+def test_any_method_on_an_unknown_api_path_is_a_json_404() -> None:
+    client = Client(enforce_csrf_checks=True)
+    for method in (client.get, client.post, client.put, client.delete):
+        assert_error(method("/api/nowhere"), 404, "not_found")

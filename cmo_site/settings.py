@@ -170,6 +170,16 @@ SESSION_COOKIE_SECURE = env_bool("CMO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+# HTTPS in production: a TLS-terminating proxy sets X-Forwarded-Proto (CMO_TRUST_X_FORWARDED_PROTO=true);
+# redirects and HSTS are opt-in so plain-HTTP local runs with DEBUG off keep working.
+if env_bool("CMO_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("CMO_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health(/ready)?$", r"^metrics$"]  # probes and scrapers on the private network
+SECURE_HSTS_SECONDS = env_int("CMO_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CMO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("CMO_HSTS_PRELOAD", False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

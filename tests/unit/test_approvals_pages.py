@@ -23,7 +23,7 @@ from runs.engine.executor import Outcome
 from runs.models import Run
 from runs.services.runs import run_abort, run_start
 from tests.helpers import execute
-from tests.unit.dashboard_fixtures import client_for, make_user
+from tests.unit.dashboard_fixtures import PASSWORD, client_for, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,11 +172,30 @@ def test_a_second_decision_is_refused_with_the_first_shown() -> None:
     request = demo_waiting()
     approver = client_for("approver")
     assert approver.post(f"/approvals/{request.pk}/decide/", {"decision": "approve"}).status_code == 302
-    response = approver.post(f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": "late"})
+    response = approver.post(f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": "too <late>"})
     assert response.status_code == 409
-    assert "is approved, not pending" in html(response)
+    page = html(response)
+    assert "is approved, not pending" in page
+    assert '<q class="typed-reason">too &lt;late&gt;</q>' in page  # what was typed is not lost
     request.refresh_from_db()
     assert request.status == "approved"
+
+
+def test_a_decide_post_without_the_csrf_token_is_refused() -> None:
+    request = demo_waiting()
+    client_for("approver")
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.login(username="approver", password=PASSWORD)
+    assert strict.post(f"/approvals/{request.pk}/decide/", {"decision": "approve"}).status_code == 403
+    request.refresh_from_db()
+    assert request.status == "pending"
+
+
+def test_the_partial_list_is_the_inbox_without_the_page_around_it() -> None:
+    request = asked({"commands": ["rm -rf /srv/old"]})
+    fragment = html(client_for("viewer").get("/approvals/?partial=1"))
+    assert fragment.lstrip().startswith('<div id="approval-list"') and "<html" not in fragment
+    assert f'id="approval-{request.pk}"' in fragment
 
 
 def test_the_history_shows_who_decided_when_why_and_from_which_ip() -> None:

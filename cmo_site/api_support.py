@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
@@ -41,6 +42,8 @@ from replay.services import ReplayError
 from runs.engine.errors import GraphValidationError, InvalidTransition
 from runs.permissions import ADMIN, APPROVE, APPROVER, OPERATE, OPERATOR, ROLES, VIEW, VIEWER, user_roles
 from runs.services.runs import InvalidInput
+
+logger = logging.getLogger("cmo.api")
 
 # Actions the API checks; VIEW, OPERATE and APPROVE mean what they mean on the pages.
 MANAGE_SPECIALISTS = "manage_specialists"
@@ -282,8 +285,16 @@ def install_error_handlers(api: NinjaAPI) -> None:
         status, code, message, details = error_body(exc)
         return api.create_response(request, {"code": code, "message": message, "details": details}, status=status)
 
+    def server_error(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
+        assert isinstance(exc, Exception)
+        logger.error("API error on %s %s", request.method, request.path, exc_info=exc)
+        body = {"code": "server_error", "message": "the server failed; the error is logged", "details": None}
+        return api.create_response(request, body, status=500)
+
     for exc_class in [ApiError, ValidationError, HttpError, *(e for e, _, _ in _ERRORS)]:
         api.add_exception_handler(exc_class, handler)
+    # A bug is still a bug (500), but JSON like every other answer.
+    api.add_exception_handler(Exception, server_error)
 
 
 def json_method_not_allowed(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

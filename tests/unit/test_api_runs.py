@@ -187,3 +187,16 @@ def test_any_method_on_an_unknown_api_path_is_a_json_404() -> None:
     client = Client(enforce_csrf_checks=True)
     for method in (client.get, client.post, client.put, client.delete):
         assert_error(method("/api/nowhere"), 404, "not_found")
+
+
+def test_a_server_failure_is_a_json_500_and_is_logged(
+    operator: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr("runs.api.selectors.run_list", broken)
+    response = operator.get("/api/runs")
+    assert response.status_code == 500 and response.json()["code"] == "server_error"
+    assert "fire" not in response.content.decode()
+    assert any("API error on GET /api/runs" in r.getMessage() for r in caplog.records)

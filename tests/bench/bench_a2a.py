@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import describe, header
+from tests.bench.common import describe, header, start_event_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUND_TRIPS = 1000
@@ -113,9 +113,21 @@ def _spawn(args: list[str], url: str) -> subprocess.Popen[bytes]:
         "CMO_GRAPH_MODULES": "runs.demo,tests.graphs",
         "CMO_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = open(f"/tmp/cmo-bench-{args[0]}-{time.monotonic_ns()}.log", "w")
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=log, stderr=log)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, then SIGKILL after 30 s: a bench must never leave a worker behind on a shared Redis."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            print(f"pid {p.pid} ({' '.join(map(str, p.args[2:4]))}) ignored SIGTERM for 30 s; killed")  # type: ignore[index]
+            p.kill()
+            p.wait(10)
 
 
 def end_to_end(url: str) -> dict[str, Any]:
@@ -124,6 +136,7 @@ def end_to_end(url: str) -> dict[str, Any]:
     from runs.models import Run
     from runs.services.runs import run_start
 
+    start_event_loop()  # channel sends from this process go through one loop, as in the web server
     Run.objects.all().delete()
     procs = [_spawn(["run_specialist", "t-echo", "--consumer", f"bench-{i}", "--threads", "8"], url) for i in range(3)]
     time.sleep(3)  # registered and consuming
@@ -137,7 +150,10 @@ def end_to_end(url: str) -> dict[str, Any]:
         while Run.objects.filter(pk=pk).exclude(status="COMPLETED").exists() and time.monotonic() < deadline:
             time.sleep(0.005)
         sequential.append(pk)
+    # Submitted while the workers are stopped, so the figure is the engine's pace, not the submitter's.
+    _stop(procs[3:])
     runs = [run_start(graph_name="t-remote", data={"text": f"n{n}"}).pk for n in range(RUNS)]
+    procs[3:] = [_spawn(["cmo_worker", "--concurrency", "16", "--poll", "0.5"], url) for _ in range(2)]
     try:
         deadline = time.monotonic() + 600
         while Run.objects.filter(pk__in=runs).exclude(status="COMPLETED").exists():
@@ -145,10 +161,7 @@ def end_to_end(url: str) -> dict[str, Any]:
                 raise RuntimeError("runs did not complete in 600 s")
             time.sleep(0.25)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        _stop(procs)
     span = Run.objects.filter(pk__in=runs).aggregate(start=Min("started_at"), end=Max("finished_at"))
     seconds = (span["end"] - span["start"]).total_seconds()
     return {
@@ -156,7 +169,17 @@ def end_to_end(url: str) -> dict[str, Any]:
         "per_s": RUNS / seconds,
         "latencies": _asked_to_answered(runs),
         "sequential": _asked_to_answered(sequential),
+        "resume": _answered_to_finished(runs),
     }
+
+
+def _answered_to_finished(runs: list[int]) -> list[float]:
+    """Per run, ms from the answer's record to the run's end (resume: claim, replay the step, finish)."""
+    from runs.models import Run, RunEvent
+
+    answered = dict(RunEvent.objects.filter(run_id__in=runs, kind="answered").values_list("run_id", "created_at"))
+    finished = dict(Run.objects.filter(pk__in=runs, finished_at__isnull=False).values_list("pk", "finished_at"))
+    return [(end - answered[r]).total_seconds() * 1000 for r, end in finished.items() if end and r in answered]
 
 
 def _asked_to_answered(runs: list[int]) -> list[float]:
@@ -183,3 +206,4 @@ def main(url: str) -> None:
     print(f"{r['seconds']:.1f} s, {r['per_s']:.0f} invocations/s (one per run, plus its run's two steps)")
     print(f"request recorded -> answer recorded, one run at a time: {describe(r['sequential'])}")
     print(f"request recorded -> answer recorded, {RUNS} runs at once: {describe(r['latencies'])}")
+    print(f"answer recorded -> run finished, {RUNS} runs at once: {describe(r['resume'])}")

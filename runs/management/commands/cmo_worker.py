@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Any
 
@@ -14,6 +15,8 @@ from runs.services.graphs import graph_sync_all
 from runs.services.specialists import specialist_sync_inprocess
 from runs.worker.channel import listen_forever
 from runs.worker.host import WorkerHost, set_current_host
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -38,9 +41,11 @@ class Command(BaseCommand):
         set_current_host(host)
         host.start()
         self.stdout.write(f"worker {host.owner} running {host.concurrency} runner threads")
+        loop = asyncio.new_event_loop()
         try:
-            asyncio.run(self._main())
+            loop.run_until_complete(self._main())
         finally:
+            _close_loop(loop)
             host.stop()
             set_current_host(None)
             self.stdout.write(f"worker {host.owner} stopped")
@@ -51,3 +56,25 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await listen_forever(stop)
+
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left on the listener's loop, waiting at most SHUTDOWN_GRACE_SECONDS.
+
+    ``asyncio.run`` waits for every cancelled task without a limit; a channel-layer receive
+    that ignores its cancellation then kept a worker alive after SIGTERM (seen in the a2a bench).
+    """
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, stuck = loop.run_until_complete(asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS))
+        for task in stuck:
+            log.warning(
+                "listener task %s did not stop within %.0fs; leaving it", task.get_coro(), SHUTDOWN_GRACE_SECONDS
+            )
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

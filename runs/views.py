@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_http_methods, require_POST
 
+from replay import selectors as replay_selectors
 from runs import selectors
 from runs.engine import statemachine as sm
 from runs.models import Graph, Run
@@ -138,12 +139,14 @@ def run_new(request: HttpRequest) -> HttpResponse:
 
 @role_required(VIEW)
 def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("graph"), trace_id=trace_id)
+    run = get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
     steps = selectors.run_steps_view(run=run)
     events = selectors.run_events_view(run=run)
+    # A fork's own steps start after its fork step, so a step is found by its index, not its position.
+    by_index = {s["index"]: s for s in steps}
     step_param = request.GET.get("step", "")
     current = int(step_param) if step_param.isdigit() else (steps[-1]["index"] if steps else 0)
-    current = min(current, steps[-1]["index"]) if steps else 0
+    current = max(min(current, steps[-1]["index"]), steps[0]["index"]) if steps else 0
     page = {
         "run": selectors.run_header(run=run),
         "graph": selectors.graph_diagram(graph=run.graph),
@@ -151,6 +154,7 @@ def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "events": events,
         "current": current,
         "last_step": steps[-1]["index"] if steps else -1,
+        "first_step": steps[0]["index"] if steps else 0,
         "last_event": events[-1]["id"] if events else 0,
         "socket": f"/ws/runs/{run.pk}/",
     }
@@ -160,9 +164,12 @@ def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         {
             "run": run,
             "page": page,
-            "current_step": steps[current] if steps and current < len(steps) else None,
+            "current_step": by_index.get(current),
             "events": events,
             "can_abort": can(request.user, OPERATE) and not run.is_terminal,
+            "can_fork": can(request.user, OPERATE),
+            "forks": replay_selectors.run_forks(run=run),
+            "compare_with": replay_selectors.compare_candidates(run=run),
         },
     )
 

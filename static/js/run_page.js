@@ -13,6 +13,7 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   var current = steps.length ? data.current : -1;
   var following = new URLSearchParams(window.location.search).get("step") === null;
   var playing = null;
+  var verdicts = null; /* step index -> {status, label, cause}, once the run has been verified */
 
   var $ = function (id) { return document.getElementById(id); };
   var scrubber = $("scrubber"), position = $("step-position");
@@ -20,6 +21,13 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   var diagram = window.CMODiagram.draw($("diagram"), data.graph);
 
   function lastIndex() { return steps.length ? steps[steps.length - 1].index : -1; }
+  /* a fork's own steps start after its fork step */
+  function firstIndex() { return steps.length ? steps[0].index : 0; }
+  function verdictBadge(index) {
+    var v = verdicts && verdicts[index];
+    if (!v) return null;
+    return make("span", { "class": "vbadge vbadge-" + v.status, title: v.cause || v.label }, v.label);
+  }
   function pretty(v) { return JSON.stringify(v === undefined ? null : v, null, 2); }
   function make(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -35,7 +43,10 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     var box = $("inspector");
     box.textContent = "";
     if (!step) { box.appendChild(make("p", { "class": "muted", id: "step-title" }, "No step has been committed yet.")); return; }
-    box.appendChild(make("h3", { id: "step-title" }, "Step " + step.index + " · " + step.node + (step.attempt > 1 ? " · attempt " + step.attempt : "")));
+    var title = make("h3", { id: "step-title" }, "Step " + step.index + " · " + step.node + (step.attempt > 1 ? " · attempt " + step.attempt : ""));
+    var badge = verdictBadge(step.index);
+    if (badge) { title.appendChild(document.createTextNode(" ")); title.appendChild(badge); }
+    box.appendChild(title);
     var meta = make("p", { "class": "muted", id: "step-meta" }, step.duration_ms + " ms" + (step.edge ? " · edge " + step.edge : "") + (step.error ? " · " + step.error : ""));
     box.appendChild(meta);
     var grid = make("div", { "class": "grid2" });
@@ -107,6 +118,7 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   function renderTimeline() {
     var box = $("timeline");
     box.textContent = "";
+    box.classList.toggle("verified", verdicts !== null);
     var t0 = run.started_at ? ms(run.started_at) : (steps.length ? ms(steps[0].started_at) : ms(run.created_at));
     var t1 = t0 + 1;
     steps.forEach(function (s) { t1 = Math.max(t1, ms(s.started_at) + s.duration_ms); });
@@ -137,6 +149,7 @@ the socket is opened with those numbers and sends only what is newer, so nothing
         row.appendChild(make("span", { "class": "tl-label" }, label));
         var track = make("span", { "class": "tl-track" }); track.appendChild(btn); row.appendChild(track);
         row.appendChild(make("span", { "class": "tl-value" }, r.step.duration_ms + " ms"));
+        if (verdicts) { var vb = verdictBadge(r.step.index); var vc = make("span", { "class": "tl-verdict" }); if (vb) vc.appendChild(vb); row.appendChild(vc); }
       } else {
         label = r.kind === "retry" ? "retry of step " + r.event.step : "waiting";
         width = r.kind === "wait" ? Math.max(0.6, pct(r.until) - left) : 0.6;
@@ -145,6 +158,7 @@ the socket is opened with those numbers and sends only what is newer, so nothing
         tr2.appendChild(make("span", { "class": "tl-bar", title: r.event.message || label, style: "margin-left:" + left + "%;width:" + width + "%" }));
         row.appendChild(tr2);
         row.appendChild(make("span", { "class": "tl-value" }, r.kind === "retry" ? (r.event.message || "").slice(0, 40) : Math.round(r.until - r.at) + " ms"));
+        if (verdicts) row.appendChild(make("span", { "class": "tl-verdict" }));
       }
       box.appendChild(row);
     });
@@ -184,15 +198,22 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   function stepAt(index) { for (var i = 0; i < steps.length; i++) if (steps[i].index === index) return steps[i]; return null; }
   function render(updateUrl) {
     var last = lastIndex();
+    scrubber.min = String(firstIndex());
     scrubber.max = String(Math.max(last, 0));
     scrubber.disabled = last < 0;
     scrubber.value = String(Math.max(current, 0));
     position.textContent = last < 0 ? "No steps yet" : "Step " + current + " of " + last;
-    prevBtn.disabled = current <= 0;
+    prevBtn.disabled = current <= firstIndex();
     nextBtn.disabled = current >= last;
     renderInspector(stepAt(current));
     renderDiagram();
     renderTimeline();
+    var fork = $("fork-link");
+    if (fork && last >= 0) {
+      fork.hidden = false;
+      fork.href = fork.href.split("?")[0] + "?step=" + current;
+      $("fork-step").textContent = String(current);
+    }
     if (updateUrl) {
       var url = new URL(window.location.href);
       url.searchParams.set("step", String(current));
@@ -202,7 +223,7 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   function go(index) {
     var last = lastIndex();
     if (last < 0) return;
-    current = Math.max(0, Math.min(last, index));
+    current = Math.max(firstIndex(), Math.min(last, index));
     following = current === last && run.terminal === false;
     render(true);
   }
@@ -228,6 +249,10 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     if (ev.key === "ArrowRight") { stop(); go(current + 1); ev.preventDefault(); }
     else if (ev.key === "ArrowLeft") { stop(); go(current - 1); ev.preventDefault(); }
   });
+
+  /* Verification (replay_verify.js) sends the per-step verdicts; its step links move the player. */
+  document.addEventListener("cmo:verdicts", function (ev) { verdicts = ev.detail; render(false); });
+  document.addEventListener("cmo:go", function (ev) { stop(); go(ev.detail); });
 
   /* --- live ------------------------------------------------------------------ */
   var delay = 500;

@@ -47,3 +47,24 @@ graph(
     entry="e2e_config_change",
     edges=[("e2e_config_change", END)],
 )
+
+
+# -- the replay pages' browser test ----------------------------------------------------------------
+
+
+@node("e2e_count_luck")
+def e2e_count_luck(state: dict[str, Any], ctx: Any) -> Any:
+    """Counts to 5; at step 3 (n == 4) it draws a recorded random number, so runs with other seeds diverge there."""
+    n = state.get("n", 0) + 1
+    new = {**state, "n": n}
+    if n == 4:
+        new["luck"] = ctx.activities.rand()
+    return ctx.result(new, edge="again" if n < 5 else "done", output={"n": n})
+
+
+graph(
+    "e2e-diverge",
+    description="Five counting steps; step 3 records a seeded random draw: two seeds diverge at step 3.",
+    entry="e2e_count_luck",
+    edges=[("e2e_count_luck", "e2e_count_luck", "again"), ("e2e_count_luck", END, "done")],
+)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.files.storage import default_storage
+from django.core.files.storage import default_storage, storages
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -80,7 +80,8 @@ def check_channel_layer() -> str:
 
 
 def _storage() -> Any:
-    return getattr(default_storage, "_wrapped", None) or default_storage
+    """The default storage backend itself (default_storage is a lazy proxy for it)."""
+    return storages["default"]
 
 
 def check_storage() -> str:

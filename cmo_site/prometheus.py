@@ -17,9 +17,11 @@ client looks like loopback, so set the token there (``check --deploy`` warns).
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
@@ -29,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from runs.engine import statemachine as sm
 
+log = logging.getLogger(__name__)
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
@@ -119,4 +122,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("metrics need a bearer token (CMO_METRICS_TOKEN)\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    try:
+        body = generate_latest(REGISTRY)
+    except DatabaseError as exc:
+        log.warning("metrics scrape failed: the database is unavailable (%s)", exc)
+        return HttpResponse("the database is unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

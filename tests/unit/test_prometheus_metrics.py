@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -20,6 +24,7 @@ from tests.fixtures.counting_server import unused_port
 from tests.helpers import start_and_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(client: Client | None = None, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -91,3 +96,20 @@ def test_with_a_token_set_even_loopback_needs_the_bearer_token() -> None:
     assert Client().get("/metrics", REMOTE_ADDR="127.0.0.1", **wrong).status_code == 401
     right = {"HTTP_AUTHORIZATION": "Bearer scrape-token-0123456789"}
     assert ("cmo_queue_depth", ()) in scrape(REMOTE_ADDR="10.1.2.3", **right)
+
+
+def test_a_scrape_with_the_database_down_is_a_503_not_a_500() -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)},
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/cmo",
+        "CMO_DB_POOL_SIZE": "0",
+        "DJANGO_SETTINGS_MODULE": "cmo_site.settings",
+    }
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "r = Client().get('/metrics'); print(r.status_code, r.content.decode().strip())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "503 the database is unavailable"

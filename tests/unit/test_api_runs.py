@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.test import Client, override_settings
@@ -200,3 +201,14 @@ def test_a_server_failure_is_a_json_500_and_is_logged(
     assert response.status_code == 500 and response.json()["code"] == "server_error"
     assert "fire" not in response.content.decode()
     assert any("API error on GET /api/runs" in r.getMessage() for r in caplog.records)
+
+
+def test_a_page_of_runs_costs_the_same_few_queries_whatever_its_size(
+    operator: Client, django_assert_max_num_queries: Any
+) -> None:
+    for _ in range(30):
+        post_json(operator, "/api/runs", {"graph": "t-count"})
+    operator.get("/api/me")  # last_used_at is written at most once a minute: not inside the measured requests
+    for limit in (1, 30):
+        with django_assert_max_num_queries(3):  # token + user, the user's groups, the page (runs with graphs)
+            assert len(operator.get("/api/runs", {"limit": limit}).json()["runs"]) == limit

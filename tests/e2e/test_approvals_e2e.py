@@ -170,3 +170,45 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     shot(page, "07-history", folder="approvals", full_page=True)
     page.context.close()
     watcher.context.close()
+
+
+def test_an_inbox_whose_socket_connects_late_catches_up_with_what_it_missed(
+    chromium_browser: Any, server: dict[str, Any]
+) -> None:
+    """The page is rendered, then a request is decided before its socket reaches the server: the snapshot the
+    socket sends on connecting tells the page, which re-reads its list."""
+    expect = playwright_sync.expect
+    admin = _page(chromium_browser, server, "admin")
+    admin.goto("/approvals/")
+    start_run(server, "e2e-config-change", {}, seed=2)
+    admin_row = admin.locator("article[data-approval]").filter(has_text=".env")
+    expect(admin_row).to_have_count(1, timeout=30_000)
+
+    held: list[Any] = []
+    late = _page(chromium_browser, server, "approver")
+
+    def hold(route: Any) -> None:
+        held.append(route)  # the page's socket opens, but not to the server (yet)
+
+    late.route_web_socket(re.compile(r"/ws/approvals/$"), hold)
+    late.goto("/approvals/")
+    late_row = late.locator("article[data-approval]").filter(has_text=".env")
+    expect(late_row).to_have_count(1)
+    expect(late.locator("[data-approvals-badge]")).to_have_text("1")
+    late.evaluate("window.__notReloaded = true")
+
+    admin_row.get_by_label(re.compile("^Reason")).fill("not on a Friday")
+    admin_row.get_by_role("button", name="Reject").click()
+    admin.wait_for_url(re.compile(r"/approvals/$"))
+    expect(admin.locator("article[data-approval]")).to_have_count(0)
+    expect(late_row).to_have_count(1)  # the late page has heard nothing yet
+
+    assert len(held) == 1
+    held[0].connect_to_server()
+    expect(late_row).to_have_count(0)
+    expect(late.locator("#approvals-empty")).to_be_visible()
+    expect(late.locator("[data-approvals-badge]")).to_have_text("0")
+    assert late.evaluate("window.__notReloaded === true"), "the page reloaded instead of re-reading its list"
+    assert late.js_errors == [] and admin.js_errors == []
+    late.context.close()
+    admin.context.close()

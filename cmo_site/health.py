@@ -9,6 +9,7 @@ Each check is bounded (``CHECK_TIMEOUT_SECONDS``) so a hung dependency reads as 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -85,7 +86,27 @@ def _storage() -> Any:
 
 
 def check_storage() -> str:
-    default_storage.exists("health-check")
+    """An existence check on the default storage, given up after CHECK_TIMEOUT_SECONDS.
+
+    In a daemon thread: an unreachable S3 endpoint would otherwise hold the caller
+    for botocore's connect timeout and retries (minutes).
+    """
+    outcome: dict[str, BaseException | None] = {}
+
+    def probe() -> None:
+        try:
+            default_storage.exists("health-check")
+            outcome["error"] = None
+        except Exception as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, name="cmo-storage-check", daemon=True)
+    thread.start()
+    thread.join(CHECK_TIMEOUT_SECONDS)
+    if "error" not in outcome:
+        raise TimeoutError(f"no answer within {CHECK_TIMEOUT_SECONDS:g} s")
+    if outcome["error"] is not None:
+        raise outcome["error"]
     return type(_storage()).__name__
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,28 @@ def test_ready_is_503_naming_storage_when_the_bucket_is_unreachable() -> None:
         response = Client().get("/health/ready")
     assert response.status_code == 503
     assert response.json()["down"] == ["storage"]
+
+
+@pytest.mark.django_db
+def test_a_storage_that_never_answers_reads_as_down_within_the_check_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from cmo_site import health
+
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_SECONDS", 0.5)
+    hanging = {**DEAD_S3, "default": {**DEAD_S3["default"], "OPTIONS": {**DEAD_S3["default"]["OPTIONS"]}}}
+    with socket.socket() as listener:  # accepts the connection, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        hanging["default"]["OPTIONS"]["endpoint_url"] = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        hanging["default"]["OPTIONS"]["client_config"] = Config(read_timeout=30, retries={"max_attempts": 0})
+        with override_settings(STORAGES=hanging):
+            t0 = time.perf_counter()
+            report = health.dependency_report(["storage"])
+            elapsed = time.perf_counter() - t0
+    assert report["storage"]["ok"] is False
+    assert report["storage"]["detail"] == "TimeoutError: no answer within 0.5 s"
+    assert elapsed < 2
 
 
 def _redis_layer(url: str) -> dict[str, object]:

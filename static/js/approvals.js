@@ -11,6 +11,7 @@
   var delay = 1000;
   var refreshing = false;
   var held = [];
+  var gone = {};  // ids that left the inbox: a row fetched before it left must not come back
 
   function list() { return document.getElementById("approval-list"); }
   function rows() { return Array.prototype.slice.call(list().querySelectorAll("article[data-approval]")); }
@@ -56,6 +57,7 @@
   }
 
   function remove(id, why) {
+    gone[id] = true;
     var el = rowOf(id);
     if (!el) return;
     el.remove();
@@ -75,11 +77,11 @@
   }
 
   function add(id) {
-    if (rowOf(id)) return;
+    if (rowOf(id) || gone[id]) return;
     fetchText("/approvals/" + id + "/row/")
       .then(function (html) {
         var el = parse(html);
-        if (!el || rowOf(id)) return;
+        if (!el || rowOf(id) || gone[id]) return;
         insertSorted(el);
         updateEmpty();
         say("Request #" + id + " arrived at " + new Date().toLocaleTimeString() + ".");

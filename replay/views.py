@@ -129,4 +129,6 @@ def run_import_view(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"Imported run {run.trace_id} from the trace bundle.")
                 return redirect("runs:run_detail", trace_id=run.trace_id)
-    return render(request, "replay/import.html", {"form": form, "existing": existing}, status=status)
+    upload = request.FILES.get("bundle")
+    context = {"form": form, "existing": existing, "file_name": upload.name if upload else ""}
+    return render(request, "replay/import.html", context, status=status)

@@ -90,6 +90,8 @@ def test_a_viewer_may_verify_compare_and_export_but_gets_403_on_fork_and_import(
     assert viewer.get("/runs/import/").status_code == 403
     assert viewer.post("/runs/import/").status_code == 403
     assert Run.objects.count() == 1
+    runs_list = viewer.get("/runs/").content.decode()
+    assert 'href="/compare/"' in runs_list and 'href="/runs/import/"' not in runs_list
 
 
 def test_an_operator_sees_the_fork_button_at_the_current_step_and_the_import_page(operator: Client) -> None:
@@ -97,6 +99,7 @@ def test_an_operator_sees_the_fork_button_at_the_current_step_and_the_import_pag
     page = operator.get(f"/runs/{run.trace_id}/?step=2").content.decode()
     assert f'href="/runs/{run.trace_id}/fork/?step=2"' in page and "Fork at step" in page
     assert operator.get("/runs/import/").status_code == 200
+    assert 'href="/runs/import/"' in operator.get("/runs/").content.decode()
 
 
 def test_verify_of_an_unchanged_run_gives_every_step_a_verified_badge(viewer: Client) -> None:
@@ -313,5 +316,6 @@ def test_a_tampered_or_malformed_bundle_is_refused_with_a_message(operator: Clie
         assert response.status_code == 400
         assert message in response.content.decode(), message
         assert 'role="alert"' in response.content.decode()
+        assert '<span class="mono">bundle.json</span>' in response.content.decode()
     assert "This field is required" in operator.post("/runs/import/", {}).content.decode()
     assert not Run.objects.exists()

@@ -30,7 +30,7 @@ from approvals.models import ApprovalRequest, RiskRule
 from runs.engine.checkpointer import ACTIVITY_PENDING
 from runs.engine.errors import Suspend
 from runs.engine.hashing import normalize
-from runs.engine.redaction import redact
+from runs.engine.redaction import redact, redact_text
 from runs.engine.schemas import validate_envelope
 from runs.models import Activity
 from runs.services.a2a import decision_notice_publish
@@ -166,7 +166,7 @@ def approval_request_create(
 
     Idempotent per (run, step, seq): an activity re-executed after a crash
     finds the request its first execution made. Secret-named fields of the
-    action are redacted before anything is stored or scored.
+    action (and credentials in the preview) are redacted before anything is stored or scored.
     """
     clean, _, _ = normalize(redact(action), what="the approval action")
     assessment = risk.score(clean, risk_rules())
@@ -180,7 +180,7 @@ def approval_request_create(
             defaults={
                 "node": node,
                 "action": clean,
-                "preview": preview,
+                "preview": redact_text(preview),
                 "level": assessment.level,
                 "score": assessment.score,
                 "findings": assessment.findings,

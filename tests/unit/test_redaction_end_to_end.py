@@ -108,3 +108,23 @@ def test_secrets_sent_by_an_activity_are_not_stored_logged_or_shown(console_log:
     assert "/charge?customer=42" in html and "[redacted]" in html
     for secret in SECRETS:
         assert secret not in html
+
+
+def test_an_approval_preview_keeps_its_text_but_not_its_credentials() -> None:
+    from approvals.services import approval_request_create
+    from runs.services.runs import run_start
+
+    run = run_start(graph_name="t-cycle", data={}, seed=1)
+    request = approval_request_create(
+        run_id=run.pk,
+        step=0,
+        seq=0,
+        action={"commands": ["deploy"], "api_key": BODY_SECRET},
+        preview=f"curl -H 'Authorization: Bearer {HEADER_SECRET}' https://ops.example.com/deploy?token={QUERY_SECRET}",
+    )
+    request.refresh_from_db()
+    assert request.preview.startswith("curl -H 'Authorization: Bearer [redacted]' https://ops.example.com/deploy")
+    assert request.action == {"commands": ["deploy"], "api_key": "[redacted]"}
+    stored = serializers.serialize("json", ApprovalRequest.objects.all())
+    for secret in SECRETS:
+        assert secret not in stored

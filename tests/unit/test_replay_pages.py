@@ -152,6 +152,29 @@ def test_verify_names_a_non_deterministic_node(viewer: Client, knobs: dict[str, 
     assert 'id="reexecution-diff"' in fragment
 
 
+FLIP = {"factor": 1}
+
+
+def test_verify_shows_the_diff_when_a_node_produces_a_different_state(viewer: Client, fresh_registry: None) -> None:
+    from runs.engine import END, graph
+
+    @node("p_scale")
+    def p_scale(state: dict[str, Any], ctx: Any) -> Any:  # same code; what it reads (FLIP) changes after the run
+        return ctx.result({**state, "scaled": state["x"] * FLIP["factor"]})
+
+    graph("p-scale", entry="p_scale", edges=[("p_scale", END)])
+    run = start_and_execute("p-scale", {"x": 21})
+    FLIP["factor"] = 2
+    try:
+        fragment = viewer.post(f"/runs/{run.trace_id}/verify/", **FRAGMENT).content.decode()
+    finally:
+        FLIP["factor"] = 1
+    assert statuses(fragment) == ["mismatch"]
+    assert "The node produced a different state" in fragment and "<code>state_changed</code>" in fragment
+    diff = fragment[fragment.index('id="divergence-diff"') :]
+    assert "Recorded</th>" in diff and "$.scaled" in diff and ">21</td>" in diff and ">42</td>" in diff
+
+
 def test_verify_of_an_unknown_run_is_404(viewer: Client) -> None:
     assert viewer.post("/runs/0123456789abcdef0123456789abcdef/verify/").status_code == 404
 

@@ -168,6 +168,12 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     expect(history.filter(has_text="no eval in configuration")).to_contain_text("critical")
     expect(history.filter(has_text="auto-approved").first).to_contain_text("risk engine")
     shot(page, "07-history", folder="approvals", full_page=True)
+    approved.get_by_role("link", name=re.compile(r"^#\d+$")).click()
+    facts = page.locator(".decision-facts")
+    expect(facts).to_contain_text("approver")
+    expect(facts).to_contain_text("127.0.0.1")
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    shot(page, "08-decided-request", folder="approvals")
     page.context.close()
     watcher.context.close()
 

@@ -11,7 +11,7 @@ from ninja import Field, Query, Router, Schema
 from approvals.models import ApprovalRequest
 from approvals.selectors import approval_get, decided_list, pending_list
 from approvals.services import approval_decide
-from cmo_site.api_support import Text, caller, errors, requires
+from cmo_site.api_support import caller, errors, requires
 from runs.permissions import APPROVE, VIEW
 
 router = Router(tags=["approvals"])
@@ -51,7 +51,8 @@ class ApprovalListOut(Schema):
 
 class DecideIn(Schema):
     approve: bool
-    reason: Text = Field("", description="required to reject")
+    # The DecisionNotice envelope (runs/schemas/DecisionNotice.json) carries the reason and caps it at 5,000.
+    reason: str = Field("", max_length=5000, description="required to reject")
 
 
 def _approval_out(a: ApprovalRequest) -> dict[str, Any]:

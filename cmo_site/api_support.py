@@ -55,8 +55,6 @@ GRANTS: dict[str, frozenset[str]] = {
 }
 
 
-# Text the database can store: PostgreSQL refuses NUL characters in text and JSON.
-Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=10_000)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")]
 TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 

@@ -26,15 +26,21 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import tests.graphs_approvals  # noqa: F401 - registers the ap_ nodes
+from approvals.models import ApprovalRequest
+from approvals.services import risk_rules_install_defaults
 from cmo_site.api import openapi_document
 from cmo_site.tokens import api_token_create
-from tests.helpers import start_and_execute
+from runs.services.runs import run_start
+from runs.services.specialists import specialist_register
+from tests.helpers import execute, start_and_execute
 from tests.unit.api_fixtures import user_with
 
 MAX_EXAMPLES = 12
 BUDGET_SECONDS = 60.0
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
 _clock: dict[str, float] = {}
 
 
@@ -56,25 +62,37 @@ def _requests_keep_the_test_connection(db: None) -> Iterator[None]:
 class Known:
     token: str
     trace_id: str
+    approval_id: int
 
 
 @pytest.fixture
 def known(db: None) -> Known:
-    """A token that may do everything, and a finished run for the cases to find."""
+    """A token that may do everything; a finished run, a pending approval and a specialist for the cases to find."""
     run = start_and_execute("t-count", {"target": 2})
+    risk_rules_install_defaults()
+    waiting = run_start(graph_name="ap-require", data={"action": {"commands": ["rm -rf /srv"]}}, seed=1)
+    execute(waiting)
+    specialist_register(name="fuzz-spec", version="1", capabilities=["x"], transport="redis", address="cmo:spec:x")
     _, raw = api_token_create(user=user_with("fuzzer", superuser=True), role="admin", name="schemathesis")
-    return Known(token=raw, trace_id=run.trace_id)
+    return Known(token=raw, trace_id=run.trace_id, approval_id=ApprovalRequest.objects.get(run=waiting).pk)
 
 
-def aim_at_the_known_run(case: Any, trace_id: str) -> None:
-    """Half the well-formed trace ids become the known run's, so reads, verify, fork and export find a run.
+def aim_at_known_rows(case: Any, known: Known) -> None:
+    """About half the well-formed ids become those of known rows, so the cases also find something.
 
-    Malformed ones stay as generated: they are the negative cases.
+    Malformed values stay as generated: they are the negative cases.
     """
-    for params, key in ((case.path_parameters, "trace_id"), (case.query, "other")):
-        value = (params or {}).get(key)
+    path = case.path_parameters or {}
+    for params, key in ((path, "trace_id"), (case.query or {}, "other")):
+        value = params.get(key)
         if isinstance(value, str) and TRACE_ID.match(value) and value[-1] in "02468ace":
-            params[key] = trace_id
+            params[key] = known.trace_id
+    name = path.get("name")
+    if isinstance(name, str) and NAME.match(name) and len(name) % 2 == 0:
+        path["name"] = "fuzz-spec" if case.path.startswith("/api/specialists") else "t-count"
+    approval = path.get("approval_id")
+    if isinstance(approval, int) and approval % 2 == 0:
+        path["approval_id"] = known.approval_id
 
 
 # The live document (the contract test keeps it equal to the committed one). Loaded at import:
@@ -95,5 +113,5 @@ def test_the_api_answers_any_input_within_its_contract(case: Any, known: Known) 
     started = _clock.setdefault("start", time.monotonic())
     if time.monotonic() - started > BUDGET_SECONDS:
         return
-    aim_at_the_known_run(case, known.trace_id)
+    aim_at_known_rows(case, known)
     case.call_and_validate(headers={"Authorization": f"Bearer {known.token}"}, checks=CHECKS)

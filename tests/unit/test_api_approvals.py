@@ -79,3 +79,12 @@ def test_an_unknown_request_is_a_404() -> None:
     assert_error(
         post_json(client_as("approver"), "/api/approvals/0/decide", {"approve": True}), 422, "validation_error"
     )
+
+
+def test_a_reason_longer_than_the_decision_notice_allows_is_a_422(pending: ApprovalRequest) -> None:
+    response = post_json(
+        client_as("approver"), f"/api/approvals/{pending.pk}/decide", {"approve": False, "reason": "x" * 5001}
+    )
+    assert_error(response, 422, "validation_error")
+    pending.refresh_from_db()
+    assert pending.status == "pending"

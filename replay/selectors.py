@@ -96,8 +96,12 @@ def history_states(*, run: Run) -> dict[int, Any]:
     return {**inherited, **{i: s for i, s in states.items() if i > run.parent_step}}
 
 
-def compare_view(*, left: Run, right: Run) -> dict[str, Any]:
-    """Two runs aligned step by step (replay.services.run_compare) with both states at every pair."""
+def compare_view(*, left: Run, right: Run, step: str = "") -> dict[str, Any]:
+    """Two runs aligned step by step (replay.services.run_compare) with both states at every pair.
+
+    ``position`` and ``selected`` are the aligned step to show: ``step`` when it is a number, else the
+    first divergence, else the first step.
+    """
     report: CompareReport = run_compare(left=left, right=right)
     left_states, right_states = history_states(run=left), history_states(run=right)
     pairs = []
@@ -118,7 +122,10 @@ def compare_view(*, left: Run, right: Run) -> dict[str, Any]:
             }
         )
     first = report.first_divergence
+    position = (first_position or 0) if not step.isdigit() else min(int(step), max(len(pairs) - 1, 0))
     return {
+        "position": position,
+        "selected": pairs[position] if pairs else None,
         "left": _run_summary(left),
         "right": _run_summary(right),
         "match_percent": report.match_percent,

@@ -6,7 +6,6 @@ Verification and comparison only read (any signed-in role); fork and import writ
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -46,21 +45,9 @@ def compare(request: HttpRequest) -> HttpResponse:
         runs[side] = selectors.run_find(trace_id=trace_id) if trace_id else None
         if trace_id and runs[side] is None:
             errors[side] = f"No run has the trace id {trace_id!r}."
-    left, right = runs["left"], runs["right"]
-    report = selectors.compare_view(left=left, right=right) if left and right else None
-    position = 0
-    if report is not None and report["pairs"]:
-        step = request.GET.get("step", "")
-        default = report["first"]["position"] if report["first"] else 0
-        position = min(int(step), len(report["pairs"]) - 1) if step.isdigit() else default
-    context: dict[str, Any] = {
-        "ids": ids,
-        "errors": errors,
-        "report": report,
-        "position": position,
-        "selected": report["pairs"][position] if report and report["pairs"] else None,
-        "recent": selectors.recent_runs(),
-    }
+    left, right, step = runs["left"], runs["right"], request.GET.get("step", "")
+    report = selectors.compare_view(left=left, right=right, step=step) if left and right else None
+    context = {"ids": ids, "errors": errors, "report": report, "recent": selectors.recent_runs()}
     return render(request, "replay/compare.html", context, status=404 if errors else 200)
 
 

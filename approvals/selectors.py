@@ -101,7 +101,7 @@ def highlight(text: str, findings: list[dict[str, Any]]) -> list[dict[str, Any]]
             spans.append((start, start + len(needle), str(finding.get("rule", ""))))
             start = lowered.find(needle, start + len(needle))
     merged: list[list[Any]] = []
-    for start, end, rule in sorted(spans):
+    for start, end, rule in sorted(spans, key=lambda span: span[0]):  # stable: rules keep the findings' order
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
             if rule not in merged[-1][2]:

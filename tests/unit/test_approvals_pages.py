@@ -84,6 +84,15 @@ def test_the_preview_marks_each_findings_matched_text_and_names_its_rule_and_rea
     assert f'href="/runs/{run.trace_id}/"' in page and f'href="/runs/{run.trace_id}/?step=0"' in page
 
 
+def test_api_calls_given_as_objects_and_amounts_are_shown_with_their_findings() -> None:
+    request = asked({"api_calls": [{"method": "POST", "url": "/v1/payments"}], "amount": 25000})
+    page = html(client_for("viewer").get(f"/approvals/{request.pk}/"))
+    assert '<code><mark title="http-write">POST</mark> /v1/<mark title="payment">payments</mark></code>' in page
+    assert '<code><mark title="amount-10k, amount-1k">25000</mark></code>' in page
+    assert "<h4>Amount</h4>" in page and "<h4>API calls</h4>" in page
+    assert '<p class="mono approval-summary">POST /v1/payments (+1 more)</p>' in page
+
+
 def test_highlight_merges_overlaps_and_escapes_nothing_itself() -> None:
     segments = highlight("Run SUDO rm -rf <x>", [{"matched": "sudo", "rule": "a"}, {"matched": "do rm", "rule": "b"}])
     assert segments == [

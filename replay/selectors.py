@@ -8,6 +8,8 @@ from django.db.models import QuerySet
 
 from replay.diffing import MISSING
 from replay.services import CompareReport, StepCheck, VerifyReport, run_compare, run_verify
+from runs.engine.graph import END
+from runs.engine.validation import route
 from runs.models import Graph, Run, Step
 from runs.selectors import step_states
 
@@ -190,3 +192,15 @@ def fork_versions(*, run: Run) -> list[int]:
 def fork_steps(*, run: Run) -> list[tuple[int, str]]:
     """(index, node) of the run's own steps: the places a fork can start after."""
     return list(Step.objects.filter(run=run).order_by("index").values_list("index", "node"))
+
+
+def fork_continuation(*, run: Run, step: int) -> dict[str, Any]:
+    """Where a fork after ``step`` continues on the run's own version: the next node, and whether that is the end."""
+    row = Step.objects.filter(run=run, index=step).values_list("node", "edge").first()
+    if row is None:
+        return {"node": "", "ends": False}
+    try:
+        target = route(run.graph.definition, row[0], row[1])
+    except ValueError:
+        return {"node": "", "ends": False}
+    return {"node": target, "ends": target == END}

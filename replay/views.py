@@ -83,7 +83,15 @@ def run_fork_view(request: HttpRequest, trace_id: str) -> HttpResponse:
             state_text, load_error = "", f"Run {run.trace_id} has no step {step} to fork from."
         form = ForkForm(initial={"step": step, "state": state_text, "version": run.graph.version}, versions=versions)
     status = 400 if form.is_bound else 404 if load_error else 200
-    context = {"run": run, "form": form, "load_error": load_error, "steps": selectors.fork_steps(run=run)}
+    step_value = form["step"].value()
+    after = int(step_value) if str(step_value).isdigit() else -1
+    context = {
+        "run": run,
+        "form": form,
+        "load_error": load_error,
+        "steps": selectors.fork_steps(run=run),
+        "continuation": selectors.fork_continuation(run=run, step=after),
+    }
     return render(request, "replay/fork.html", context, status=status)
 
 

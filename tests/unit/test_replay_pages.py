@@ -240,6 +240,9 @@ def test_the_fork_form_is_prefilled_with_the_state_of_the_step(operator: Client)
     assert "Fork after step 3" in page
     assert json.dumps(state["rolls"][0]) in page and "&quot;topic&quot;: &quot;disks&quot;" in page
     assert f'<option value="{run.graph.version}" selected>' in page
+    assert "The new run continues at step 4 with node <code>r_dice</code>" in page
+    last = operator.get(f"/runs/{run.trace_id}/fork/?step=5").content.decode()
+    assert "Step 5 ended the run: there is nothing to continue after it." in last
     assert operator.get(f"/runs/{run.trace_id}/fork/?step=40").status_code == 404
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
+from django.test import override_settings
 
 from runs.models import Run
 from tests.helpers import start_and_execute
@@ -87,3 +89,14 @@ def test_an_imported_run_keeps_its_original_creation_time() -> None:
     assert dt.datetime.fromisoformat(imported["created_at"]) == original.replace(
         microsecond=original.microsecond // 1000 * 1000
     )
+
+
+def test_a_bundle_over_the_upload_limit_is_a_413() -> None:
+    run = start_and_execute("t-count", {"target": 2})
+    operator = client_as("operator")
+    bundle = operator.get(f"/api/runs/{run.trace_id}/export").json()
+    Run.objects.filter(pk=run.pk).delete()
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=len(json.dumps(bundle)) - 1):
+        assert_error(post_json(operator, "/api/runs/import", bundle), 413, "payload_too_large")
+    assert not Run.objects.exists()
+    assert post_json(operator, "/api/runs/import", bundle).status_code == 201

@@ -52,6 +52,14 @@ class ReasonRequired(ApprovalError, ValueError):
     pass
 
 
+# The DecisionNotice envelope's limit on "reason".
+REASON_MAX_CHARS = 5000
+
+
+class ReasonTooLong(ApprovalError, ValueError):
+    pass
+
+
 class ApprovalNotPending(ApprovalError):
     """The request was already decided, expired or auto-approved."""
 
@@ -262,6 +270,8 @@ def approval_decide(
     reason = reason.strip()
     if not approve and not reason:
         raise ReasonRequired("a reason is required to reject")
+    if len(reason) > REASON_MAX_CHARS:
+        raise ReasonTooLong(f"a reason is at most {REASON_MAX_CHARS:,} characters (this one has {len(reason):,})")
     username = user.get_username()
     with transaction.atomic():
         locked = ApprovalRequest.objects.select_for_update().get(pk=request.pk)

@@ -18,7 +18,13 @@ from django.views.decorators.http import require_POST
 
 from approvals import selectors
 from approvals.models import ApprovalRequest
-from approvals.services import ApprovalNotPending, ApprovalNotReady, ReasonRequired, approval_decide
+from approvals.services import (
+    ApprovalNotPending,
+    ApprovalNotReady,
+    ReasonRequired,
+    ReasonTooLong,
+    approval_decide,
+)
 from runs.permissions import APPROVE, VIEW, can, role_required
 
 INBOX_LIMIT = 200
@@ -75,6 +81,8 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ReasonRequired:
         return _detail(request, approval, error="A reason is required to reject.", reason=reason, status=400)
+    except ReasonTooLong as exc:
+        return _detail(request, approval, error=f"{str(exc).capitalize()}.", reason=reason, status=400)
     except (ApprovalNotPending, ApprovalNotReady) as exc:
         return _detail(request, _get(pk), error=str(exc), reason=reason, status=409)
     messages.success(request, f"Approval #{decided.pk} {decided.status}: run {decided.run.trace_id[:12]} resumes.")

@@ -121,6 +121,20 @@ def test_rejecting_without_a_reason_is_refused_with_the_message_beside_the_field
     assert request.status == "pending"
 
 
+def test_a_reason_longer_than_the_decision_notice_allows_is_refused_and_kept() -> None:
+    request = demo_waiting()
+    long_reason = "x" * 5001
+    response = client_for("approver").post(
+        f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": long_reason}
+    )
+    assert response.status_code == 400
+    page = html(response)
+    assert "A reason is at most 5,000 characters (this one has 5,001)." in page
+    assert f">{long_reason}</textarea>" in page
+    request.refresh_from_db()
+    assert request.status == "pending"
+
+
 def test_an_approver_rejects_with_a_reason_and_the_run_records_who_when_why_and_from_where() -> None:
     request = demo_waiting()
     approver = client_for("approver")

@@ -35,6 +35,22 @@ _lock = threading.Lock()
 _provider: Any = None
 
 
+def id_generator() -> Any:
+    """Random ids, except that a run's root span takes the run's CMO trace id as its trace id.
+
+    CMO trace ids are uuid4 hex: 128 bits whose low 7 bytes are random, as
+    the W3C random trace-id flag requires.
+    """
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class CmoIdGenerator(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            wanted = observability.ROOT_TRACE_ID.get()
+            return wanted if wanted is not None else super().generate_trace_id()
+
+    return CmoIdGenerator()
+
+
 def exporter_names() -> list[str]:
     """The exporters OTEL_TRACES_EXPORTER asks for (empty for ``none`` or unset)."""
     raw = os.environ.get("OTEL_TRACES_EXPORTER", "none")
@@ -68,7 +84,7 @@ def configure(*, span_exporter: Any = None, instrument_django: bool = True) -> b
         resource = Resource.create(
             {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "cmo"}
         )  # Resource.create also reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, id_generator=id_generator())
         if span_exporter is not None:
             provider.add_span_processor(SimpleSpanProcessor(span_exporter))
         for name in names:

@@ -47,22 +47,58 @@ def bound(**fields: Any) -> Iterator[None]:
         LOG_FIELDS.reset(token)
 
 
+# The OpenTelemetry trace id a new root span should take (read by cmo_site.telemetry's id generator).
+ROOT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("cmo_root_trace_id", default=None)
+
+
+def otel_trace_id(trace_id: str) -> int | None:
+    """A CMO trace id (32 hex digits, as uuid4().hex makes) as an OpenTelemetry trace id."""
+    if len(trace_id) != 32:
+        return None
+    try:
+        value = int(trace_id, 16)
+    except ValueError:
+        return None
+    return value or None
+
+
 class _Scope:
-    """Sets the log fields; opens a span only when a tracer is installed (attributes built only then)."""
+    """Sets the log fields; opens a span only when a tracer is installed (attributes built only then).
 
-    __slots__ = ("_attributes", "_fields", "_name", "_span_cm", "_token")
+    A run scope's span is a root whose OpenTelemetry trace id is the run's CMO
+    trace id, so every slice of a run, on any worker, lands in one trace that
+    is found by the id the dashboard shows.
+    """
 
-    def __init__(self, name: str, fields: dict[str, Any], attributes: Callable[[], dict[str, Any]]):
+    __slots__ = ("_attributes", "_fields", "_name", "_root", "_span_cm", "_token")
+
+    def __init__(
+        self, name: str, fields: dict[str, Any], attributes: Callable[[], dict[str, Any]], root: str | None = None
+    ):
         self._name = name
         self._fields = fields
         self._attributes = attributes
+        self._root = root
         self._span_cm: Any = None
 
     def __enter__(self) -> Any:
         self._token = LOG_FIELDS.set(self._fields)
         if _tracer is None:
             return None
-        self._span_cm = _tracer.start_as_current_span(self._name, attributes=self._attributes())
+        if self._root is None:
+            self._span_cm = _tracer.start_as_current_span(self._name, attributes=self._attributes())
+        else:
+            from opentelemetry.context import Context
+
+            wanted = ROOT_TRACE_ID.set(otel_trace_id(self._root))
+            try:
+                self._span_cm = _tracer.start_as_current_span(
+                    self._name, context=Context(), attributes=self._attributes()
+                )
+                span = self._span_cm.__enter__()
+            finally:
+                ROOT_TRACE_ID.reset(wanted)
+            return span
         return self._span_cm.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
@@ -79,6 +115,7 @@ def run_scope(*, run_id: int, trace_id: str, graph: str, version: int) -> _Scope
         "cmo.run",
         {**(LOG_FIELDS.get() or {}), "run_id": run_id, "trace_id": trace_id},
         lambda: {"cmo.trace_id": trace_id, "cmo.run_id": run_id, "cmo.graph": graph, "cmo.graph_version": version},
+        root=trace_id,
     )
 
 

@@ -14,10 +14,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cmo_site.telemetry import exporter_names, trace_carrier
+from cmo_site.telemetry import exporter_names, id_generator, trace_carrier
 from runs.engine import observability
 from runs.engine import statemachine as sm
-from tests.helpers import start_and_execute
+from runs.services.leases import lease_yield
+from runs.services.runs import run_start
+from tests.helpers import OWNER, execute, start_and_execute
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def spans() -> Iterator[InMemorySpanExporter]:
     """Engine spans go to an in-memory exporter for the test (a provider of its own, not the global one)."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=id_generator())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     observability.use_tracer(provider.get_tracer("test"))
     yield exporter
@@ -65,6 +67,20 @@ def test_a_run_gives_run_step_and_activity_spans_with_cmo_attributes(spans: InMe
         assert s.attributes["cmo.step_index"] == 0 and s.attributes["cmo.node_id"] == "t_now_rand"
         assert s.parent is not None and s.parent.span_id == step_span.context.span_id
         assert s.context.trace_id == run_spans[1].context.trace_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_slice_of_a_run_is_in_the_trace_named_by_the_runs_trace_id(spans: InMemorySpanExporter) -> None:
+    run = run_start(graph_name="t-cycle", data={"target": 3}, seed=1)
+    for _ in range(3):  # one step per slice, as a worker yielding after each step would
+        execute(run, max_steps=1)
+        lease_yield(run_id=run.pk, owner=OWNER)
+    run.refresh_from_db()
+    assert run.status == sm.COMPLETED
+    finished = spans.get_finished_spans()
+    slices = _by_name(finished, "cmo.run")
+    assert len(slices) == 3 and all(s.parent is None for s in slices)
+    assert {f"{s.context.trace_id:032x}" for s in finished} == {run.trace_id}
 
 
 @pytest.mark.django_db(transaction=True)

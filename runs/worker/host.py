@@ -161,7 +161,7 @@ class WorkerHost:
                 leases.lease_yield(run_id=run_id, owner=self.owner)
                 if not self._stopping.is_set():
                     self.wake()
-            log.info("run %s: %s", run_id, outcome.value)
+            log.info("run %s: %s", run_id, outcome.value, extra={"run_id": run_id, "outcome": outcome.value})
         except Exception:
             log.exception("executing run %s failed in the worker; its lease will expire", run_id)
             connection.close()

@@ -6,3 +6,6 @@ class CmoSiteConfig(AppConfig):
 
     name = "cmo_site"
     verbose_name = "API access"
+
+    def ready(self) -> None:
+        from cmo_site import checks  # noqa: F401 - registers the deploy checks (metrics token, OTel exporter)

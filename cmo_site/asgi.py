@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 
+import django
 from django.core.asgi import get_asgi_application
 
+from cmo_site import telemetry
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmo_site.settings")
+django.setup(set_prefix=False)
+# Tracing is installed before the app is built: its Django middleware joins settings.MIDDLEWARE.
+telemetry.configure()
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - after Django is set up

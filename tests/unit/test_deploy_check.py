@@ -55,6 +55,13 @@ def test_check_deploy_fails_when_https_settings_are_missing() -> None:
     assert "security.W004" in result.stderr and "security.W008" in result.stderr
 
 
+def test_check_deploy_warns_about_an_open_metrics_endpoint() -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "CMO_METRICS_TOKEN"}
+    result = _check_deploy(**env)
+    assert result.returncode != 0
+    assert "cmo.W001" in result.stderr
+
+
 def test_production_refuses_the_development_secret_key() -> None:
     env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
     result = _check_deploy(**env)

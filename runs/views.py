@@ -36,7 +36,11 @@ def _when(value: str, *, end: bool = False) -> dt.datetime | None:
         moment = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time())
     if moment is None:
         return None
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.UTC)
+    try:
+        # In UTC: PostgreSQL refuses offsets past +-15:59 (a 500 for "+19:11" before).
+        return moment.astimezone(dt.UTC) if timezone.is_aware(moment) else timezone.make_aware(moment, dt.UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _filters(request: HttpRequest) -> selectors.RunFilters:

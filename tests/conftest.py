@@ -63,18 +63,29 @@ def fresh_registry() -> Iterator[None]:
     GRAPHS._graphs.update(graphs)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_channel_layer() -> Iterator[None]:
-    """Each test gets its own channel layer instance.
+IN_MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-    A channels-redis layer binds its receive lock to the event loop of its first receive; each
-    async_to_sync call runs a new loop, so a layer shared across tests fails with "bound to a
-    different event loop" once an earlier test cancelled a receive while holding that lock.
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test gets its own channel layer instance; tests that are not integration tests get the
+    in-memory layer even when REDIS_URL is set.
+
+    A channels-redis layer binds its receive lock to the event loop of its first receive, and a
+    cancelled blocking receive (BZPOPMIN) can swallow its cancellation: the background thread
+    that async_to_sync ran the loop in then never finishes closing it, and the test process
+    hangs at exit after every test passed. Consumers are unit-tested on the in-memory layer;
+    the Redis layer is exercised by the integration tests, across real processes.
     """
     from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+    from django.test import override_settings
 
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
-    yield
+    if request.node.get_closest_marker("integration") is None:
+        with override_settings(CHANNEL_LAYERS=IN_MEMORY_LAYER):
+            yield
+    else:
+        yield
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
 
 

@@ -67,4 +67,8 @@ def normalize(value: Any, *, what: str = "value") -> tuple[Any, str, int]:
     Tuples become lists here, so a replayed state compares equal to the stored one.
     """
     text = canonical_json(value, what=what)
-    return json.loads(text), sha256_hex(text), len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800" has no UTF-8 form
+        raise NotJSONError(f"{what} holds text that is not valid Unicode: {exc.reason}") from None
+    return json.loads(text), sha256_hex(text), size

@@ -129,3 +129,8 @@ def test_a_circular_value_is_refused_as_not_json() -> None:
 def test_canonical_json_round_trips_through_the_standard_parser() -> None:
     value = {"z": [1, 2.5, -3, "x", None, False], "a": {"nested": {"k": "v"}}, "u": "ü\n\t\"'"}
     assert json.loads(canonical_json(value)) == value
+
+
+def test_a_lone_surrogate_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(NotJSONError, match="the state holds text that is not valid Unicode"):
+        normalize({"note": "\ud800"}, what="the state")

@@ -199,6 +199,8 @@ CMO_SWEEP_SECONDS = env_float("CMO_SWEEP_SECONDS", 5.0, minimum=0.1)
 CMO_STEPS_PER_SLICE = env_int("CMO_STEPS_PER_SLICE", 100, minimum=1)
 CMO_BLOB_THRESHOLD = env_int("CMO_BLOB_THRESHOLD", 64 * 1024, minimum=1024)
 CMO_DEFAULT_MAX_STEPS = env_int("CMO_DEFAULT_MAX_STEPS", 1000, minimum=1)
+# The largest request body (API JSON, trace bundles): the policies deny payloads over 10 MB anyway.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CMO_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
 # How many times in all a specialist may be invoked for one activity when it answers with a RetryDirective.
 CMO_A2A_MAX_ATTEMPTS = env_int("CMO_A2A_MAX_ATTEMPTS", 3, minimum=1)
 try:

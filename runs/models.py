@@ -91,6 +91,7 @@ class Run(models.Model):
             models.Index(fields=["graph", "-created_at"], name="run_graph_created_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="run_status_lease_idx"),
             models.Index(fields=["status", "queued_at"], name="run_status_queued_idx"),
+            models.Index(fields=["finished_at"], name="run_finished_idx"),  # metrics and retention
         ]
         ordering = ["-created_at", "-id"]
 
@@ -128,6 +129,7 @@ class Step(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_run_index_unique")]
+        indexes = [models.Index(fields=["started_at"], name="step_started_idx")]  # metrics by day
         ordering = ["run", "index"]
 
     def __str__(self) -> str:
@@ -152,6 +154,7 @@ class Activity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "step", "seq"], name="activity_run_step_seq_unique")]
+        indexes = [models.Index(fields=["created_at"], name="activity_created_idx")]  # metrics by day
         ordering = ["run", "step", "seq"]
         verbose_name_plural = "activities"
 
@@ -177,7 +180,10 @@ class RunEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["run", "id"], name="runevent_run_idx")]
+        indexes = [
+            models.Index(fields=["run", "id"], name="runevent_run_idx"),
+            models.Index(fields=["created_at"], name="runevent_created_idx"),  # metrics by day
+        ]
         ordering = ["id"]
 
     def __str__(self) -> str:

@@ -92,6 +92,39 @@ class CmoCollector(Collector):
         yield GaugeMetricFamily(
             "cmo_approvals_pending", "Approval requests waiting for a decision.", value=pending_count()
         )
+        yield from self._specialist_streams()
+
+    @staticmethod
+    def _specialist_streams() -> Iterator[Metric]:
+        """Per Redis specialist: stream depth, unacknowledged, DLQ, invocations in flight and held over the cap."""
+        from runs.models import Specialist
+        from runs.services.specialists import specialist_stream_stats
+
+        names = list(Specialist.objects.filter(transport=Specialist.TRANSPORT_REDIS).values_list("name", flat=True))
+        stats = specialist_stream_stats(names=names)
+        families = {
+            "depth": GaugeMetricFamily(
+                "cmo_specialist_stream_depth", "Messages in a specialist's stream.", labels=["specialist"]
+            ),
+            "pending": GaugeMetricFamily(
+                "cmo_specialist_stream_pending", "Messages read and not yet acknowledged.", labels=["specialist"]
+            ),
+            "dlq": GaugeMetricFamily(
+                "cmo_specialist_dead_letters", "Messages in the dead-letter stream.", labels=["specialist"]
+            ),
+            "in_flight": GaugeMetricFamily(
+                "cmo_specialist_in_flight", "Invocations awaiting an answer.", labels=["specialist"]
+            ),
+            "held": GaugeMetricFamily(
+                "cmo_specialist_held",
+                "Invocations held over the specialist's cap (runs waiting on it).",
+                labels=["specialist"],
+            ),
+        }
+        for name, figures in sorted(stats.items()):
+            for key, family in families.items():
+                family.add_metric([name], figures[key])
+        yield from families.values()
 
 
 def build_registry() -> CollectorRegistry:

@@ -52,6 +52,10 @@ def test_admin_shows_stream_figures_and_redrives_a_dead_letter(remote_specialist
     assert "Held over cap" in page
     home = client.get("/").content.decode()
     assert f"<strong>{name}</strong> 1 of 1 in flight, 1 waiting" in home
+    metrics = client.get("/metrics").content.decode()
+    assert f'cmo_specialist_in_flight{{specialist="{name}"}} 1.0' in metrics
+    assert f'cmo_specialist_held{{specialist="{name}"}} 1.0' in metrics
+    assert f'cmo_specialist_dead_letters{{specialist="{name}"}} 1.0' in metrics
 
     letters_url = f"/admin/runs/specialist/{remote_specialist.pk}/dead-letters/"
     letters = client.get(letters_url).content.decode()

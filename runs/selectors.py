@@ -13,6 +13,7 @@ from runs.engine import END
 from runs.engine import statemachine as sm
 from runs.engine.delta import apply
 from runs.engine.delta import diff as delta_diff
+from runs.engine.redaction import redact, redact_at
 from runs.models import Activity, Graph, Run, RunEvent, Step
 
 
@@ -164,22 +165,27 @@ def _path_get(value: Any, path: list[Any]) -> Any:
 
 
 def state_diff(old: Any, new: Any) -> list[dict[str, Any]]:
-    """The changes from ``old`` to ``new`` as rows: op (added, removed, changed, appended), path, old, new."""
+    """The changes from ``old`` to ``new`` as rows: op (added, removed, changed, appended), path, old, new.
+
+    For display: values under secret-named keys are masked (the stored state is what the node returned).
+    """
     rows: list[dict[str, Any]] = []
     for op in delta_diff(old, new):
         kind, path = op[0], op[1]
         label = "$" + "".join(f".{p}" for p in path)
         if kind == "del":
-            rows.append({"op": "removed", "path": label, "old": _path_get(old, path), "new": None})
+            rows.append({"op": "removed", "path": label, "old": redact_at(path, _path_get(old, path)), "new": None})
         elif kind == "append":
-            rows.append({"op": "appended", "path": label, "old": None, "new": op[2]})
+            rows.append({"op": "appended", "path": label, "old": None, "new": redact_at(path, op[2])})
         else:
             try:
                 before = _path_get(old, path)
             except (KeyError, TypeError, IndexError):
-                rows.append({"op": "added", "path": label, "old": None, "new": op[2]})
+                rows.append({"op": "added", "path": label, "old": None, "new": redact_at(path, op[2])})
             else:
-                rows.append({"op": "changed", "path": label, "old": before, "new": op[2]})
+                rows.append(
+                    {"op": "changed", "path": label, "old": redact_at(path, before), "new": redact_at(path, op[2])}
+                )
     return rows
 
 
@@ -241,9 +247,9 @@ def run_steps_view(*, run: Run, after: int = -1) -> list[dict[str, Any]]:
                 "started_at": s.started_at.isoformat(),
                 "duration_ms": round(s.duration_ms, 3),
                 "error": s.error,
-                "input": previous,
-                "state": state,
-                "output": s.output,
+                "input": redact(previous),
+                "state": redact(state),
+                "output": redact(s.output),
                 "diff": state_diff(previous, state),
                 "hashes": {"input": s.input_hash, "state": s.state_hash, "output": s.output_hash},
                 "activities": activities.get(s.index, []),
@@ -275,7 +281,7 @@ def run_header(*, run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration_seconds": run.duration_seconds,
         "queued_seconds": queued,
-        "final_state": run.state if run.is_terminal else None,
+        "final_state": redact(run.state) if run.is_terminal else None,
     }
 
 

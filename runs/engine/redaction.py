@@ -106,3 +106,10 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def redact_at(path: list[Any], value: Any) -> Any:
+    """``value`` found at ``path`` in a document, for display: all of it masked under a secret-named key."""
+    if any(isinstance(p, str) and is_secret_key(p) for p in path):
+        return REDACTED
+    return redact(value)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import template
 
+from runs.engine.redaction import redact
 from runs.permissions import can as _can
 from runs.permissions import primary_role
 
@@ -36,8 +37,8 @@ def seconds(value: float | None) -> str:
 
 @register.filter
 def pretty_json(value: Any) -> str:
-    """Indented JSON as text; the template escapes it."""
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+    """Indented JSON as text, secrets masked; the template escapes it."""
+    return json.dumps(redact(value), indent=2, sort_keys=True, default=str)
 
 
 @register.filter

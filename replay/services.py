@@ -14,8 +14,9 @@ from django.db import transaction
 from replay.diffing import state_diff
 from runs.engine.checkpointer import ActivityRecord, RunSnapshot
 from runs.engine.graph import END, NODES
-from runs.engine.hashing import json_hash, normalize
+from runs.engine.hashing import json_hash, normalize_text
 from runs.engine.replay import Replayed, reexecute
+from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.engine.validation import route
 from runs.models import Activity, Graph, Run, Step
 from runs.selectors import step_state, step_states
@@ -331,7 +332,11 @@ def run_fork(*, run: Run, step: int, state: Any = None, version: int | None = No
             raise ReplayError(f"graph {graph.name!r} has no version {version}") from None
     if state is None:
         state = step_state(run_id=run.pk, index=step)
-    state, _, _ = normalize(state, what="the forked state")
+    state, _, _, text = normalize_text(state, what="the forked state")
+    try:
+        refuse_secrets(state, text, what="the forked state")
+    except SecretInState as exc:
+        raise ReplayError(str(exc)) from None
     try:
         next_node = route(graph.definition, step_row.node, step_row.edge)
     except ValueError as exc:

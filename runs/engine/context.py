@@ -39,6 +39,7 @@ from runs.engine.errors import (
 )
 from runs.engine.hashing import normalize
 from runs.engine.redaction import redact, redact_text
+from runs.engine.secrets import secret_get
 
 
 class Cancelled(EngineError):
@@ -330,6 +331,10 @@ class NodeContext:
         self.fatal: EngineError | None = None
         self._abort_check = abort_check
         self.activities = Activities(self, checkpointer, replay_only=replay_only, policy=policy)
+
+    def secret(self, name: str) -> str:
+        """Secret ``name`` from the worker's environment; not recorded, and refused in state (runs.engine.secrets)."""
+        return secret_get(name)
 
     def result(self, state: Any, edge: str | None = None, output: Any = None) -> NodeResult:
         return NodeResult(state=state, edge=edge, output=output)

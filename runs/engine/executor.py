@@ -37,12 +37,21 @@ from runs.engine.errors import (
     Suspend,
 )
 from runs.engine.graph import END, NODES, NodeRegistry, NodeSpec, RetryPolicy
-from runs.engine.hashing import json_hash, normalize
+from runs.engine.hashing import json_hash, normalize_text
 from runs.engine.redaction import redact_text
+from runs.engine.secrets import SecretInState, SecretMissing, refuse_secrets
 from runs.engine.validation import route
 
 # Failures that a retry cannot fix: they come from the code, not the world.
-NON_RETRYABLE = (NonDeterminismError, NotJSONError, BoundaryViolation, ReplayMiss, PolicyDenied)
+NON_RETRYABLE = (
+    NonDeterminismError,
+    NotJSONError,
+    BoundaryViolation,
+    ReplayMiss,
+    PolicyDenied,
+    SecretInState,
+    SecretMissing,
+)
 # A backoff this short is slept in place; longer ones release the run to the scheduler.
 SLEEP_IN_PLACE_SECONDS = 2.0
 
@@ -181,7 +190,7 @@ class Executor:
             assert attempt.result is not None
             try:
                 record, next_node = self._record(snap, attempt, input_hash)
-            except (NotJSONError, ValueError) as exc:
+            except (NotJSONError, SecretInState, ValueError) as exc:
                 error = exc
         if error is not None:
             message = _describe(error, snap.node)
@@ -226,8 +235,14 @@ class Executor:
     def _record(self, snap: RunSnapshot, attempt: Attempt, input_hash: str) -> tuple[StepRecord, str | None]:
         assert attempt.result is not None and snap.node is not None
         node = snap.node
-        state, state_hash, size = normalize(attempt.result.state, what=f"node {node!r} returned a state that")
-        output, output_hash, _ = normalize(attempt.result.output, what=f"node {node!r} returned an output that")
+        state, state_hash, size, text = normalize_text(
+            attempt.result.state, what=f"node {node!r} returned a state that"
+        )
+        refuse_secrets(state, text, what=f"the state node {node!r} returned")
+        output, output_hash, _, text = normalize_text(
+            attempt.result.output, what=f"node {node!r} returned an output that"
+        )
+        refuse_secrets(output, text, what=f"the output node {node!r} returned")
         edge = attempt.result.edge
         target = route(snap.definition, node, edge)
         record = StepRecord(
@@ -321,7 +336,10 @@ def _fresh(state: Any) -> Any:
 
 def _describe(error: BaseException, node: str) -> str:
     """The stored error text of a failed step (credentials in it masked)."""
-    if isinstance(error, (NotJSONError, NonDeterminismError, BoundaryViolation, NodeTimeout, ReplayMiss, Cancelled)):
+    known = (NotJSONError, NonDeterminismError, BoundaryViolation, NodeTimeout, ReplayMiss, Cancelled, SecretInState)
+    if isinstance(error, SecretMissing) and error.name:  # not "raised SecretMissing: ...", a key: value to redaction
+        return f"node {node!r} asked for a secret {error.name!r} that is not set on this worker: {error.hint}"
+    if isinstance(error, known):
         return redact_text(str(error))
     if isinstance(error, ValueError) and "returned edge" in str(error):
         return str(error)

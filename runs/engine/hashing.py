@@ -66,9 +66,15 @@ def normalize(value: Any, *, what: str = "value") -> tuple[Any, str, int]:
 
     Tuples become lists here, so a replayed state compares equal to the stored one.
     """
+    normal, digest, size, _ = normalize_text(value, what=what)
+    return normal, digest, size
+
+
+def normalize_text(value: Any, *, what: str = "value") -> tuple[Any, str, int, str]:
+    """:func:`normalize` plus the canonical text, for callers that also scan it (secrets)."""
     text = canonical_json(value, what=what)
     try:
-        size = len(text.encode())
+        data = text.encode()
     except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800" has no UTF-8 form
         raise NotJSONError(f"{what} holds text that is not valid Unicode: {exc.reason}") from None
-    return json.loads(text), sha256_hex(text), size
+    return json.loads(text), hashlib.sha256(data).hexdigest(), len(data), text

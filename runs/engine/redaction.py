@@ -9,6 +9,8 @@ log filter (``cmo_site.logging``) and stored error messages:
   apikey, passphrase, or its last word is token, key, session, sessionid or
   auth (``access_token``, ``X-Api-Key``, ``privateKey``, ``Set-Cookie``). So
   ``max_tokens`` or ``token_count`` stay visible while ``api_key`` does not;
+- the value of every secret configured for ctx.secret (runs.engine.secrets),
+  wherever it occurs in text, under any key;
 - in free text, credentials in the usual shapes are masked: ``Bearer <t>`` /
   ``Basic <t>``, ``password=...`` / ``"api_key": "..."`` pairs (also URL query
   parameters), and the password of ``scheme://user:password@host``.
@@ -23,6 +25,8 @@ from __future__ import annotations
 import functools
 import re
 from typing import Any
+
+from runs.engine.secrets import scanned_values
 
 REDACTED = "[redacted]"
 _ANYWHERE = frozenset(
@@ -87,6 +91,9 @@ def redact_text(text: str) -> str:
     """``text`` with credentials in the usual shapes masked (see the module docstring)."""
     if not text:
         return text
+    for value in scanned_values():
+        if value in text:
+            text = text.replace(value, REDACTED)
     text = _SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}", text)

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from runs.engine import statemachine as sm
 from runs.engine.errors import NotJSONError
-from runs.engine.hashing import normalize
+from runs.engine.hashing import normalize_text
+from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.models import Graph, Run
 from runs.services.dispatch import run_wake
 from runs.services.events import run_event_add, run_transition
@@ -55,8 +56,12 @@ def run_start(
     """
     graph = graph_resolve(name=graph_name, version=version)
     try:
-        data, _, _ = normalize(data, what="the run input")
+        data, _, _, text = normalize_text(data, what="the run input")
     except NotJSONError as exc:
+        raise InvalidInput([{"path": "$", "message": str(exc)}]) from None
+    try:
+        refuse_secrets(data, text, what="the run input")
+    except SecretInState as exc:
         raise InvalidInput([{"path": "$", "message": str(exc)}]) from None
     errors = input_errors(graph=graph, data=data)
     if errors:

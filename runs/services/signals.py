@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from runs.engine import statemachine as sm
 from runs.engine.checkpointer import ACTIVITY_COMPLETED, ACTIVITY_FAILED, ACTIVITY_PENDING
@@ -53,7 +52,9 @@ def activity_answer(*, activity: Activity, response: Any = None, error: str = ""
                 target=sm.RUNNING,
                 message="resumed by an answer",
                 actor=actor,
-                extra={"wait_reason": "", "queued_at": timezone.now()},
+                # Back in line at its submission place, not behind every run submitted while it waited:
+                # under load a resumed run finishes before new ones start (work in flight drains first).
+                extra={"wait_reason": "", "queued_at": run.created_at},
             )
             run_wake(run.pk)
     activity.refresh_from_db()

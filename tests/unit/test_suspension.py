@@ -61,3 +61,14 @@ def test_aborting_a_waiting_run_ends_it_at_once() -> None:
     run_abort(run=run, actor="tester")
     run.refresh_from_db()
     assert run.status == "ABORTED"
+
+
+def test_a_resumed_run_is_claimed_before_runs_submitted_while_it_waited() -> None:
+    from runs.services.leases import run_claim_next
+
+    waiting = run_start(graph_name="t-signal", data={"target": 1}, seed=1)
+    assert execute(waiting) is Outcome.SUSPENDED
+    later = [run_start(graph_name="t-count", data={"target": 1}) for _ in range(3)]
+    run_signal(run=waiting, name="go", payload="ok")
+    assert run_claim_next(owner="w1") == waiting.pk
+    assert run_claim_next(owner="w1") == later[0].pk

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from approvals import risk
@@ -39,13 +41,17 @@ def pending_list(*, limit: int | None = None) -> QuerySet[ApprovalRequest]:
     return qs[:limit] if limit is not None else qs
 
 
-def decided_list(*, limit: int = 100) -> QuerySet[ApprovalRequest]:
+def decided_all() -> QuerySet[ApprovalRequest]:
     """The history: decided, expired and auto-approved requests, newest decision first."""
     return (
         ApprovalRequest.objects.exclude(status=ApprovalRequest.PENDING)
         .select_related("run", "run__graph", "decided_by")
-        .order_by("-decided_at", "-id")[:limit]
+        .order_by("-decided_at", "-id")
     )
+
+
+def decided_list(*, limit: int = 100) -> QuerySet[ApprovalRequest]:
+    return decided_all()[:limit]
 
 
 def approval_get(*, pk: int) -> ApprovalRequest:
@@ -201,9 +207,15 @@ def waiting_get(*, pk: int) -> ApprovalRequest | None:
     return _waiting().select_related("run", "run__graph").filter(pk=pk).first()
 
 
-def history_rows(*, limit: int = 100) -> list[dict[str, Any]]:
-    """The decided requests, newest decision first, with who decided and a one-line summary."""
-    return [
-        {"request": r, "by": decided_by_label(r), "summary": approval_summary(request=r)}
-        for r in decided_list(limit=limit)
-    ]
+def history_page(*, page: str | None, per_page: int = 100) -> Page[ApprovalRequest]:
+    """One page of the history (1-based; a bad or too-large number gives the nearest page).
+
+    Offset paging: an audit trail of thousands is read a page at a time, and
+    people ask for "page 3", which keyset cursors cannot give.
+    """
+    return Paginator(decided_all(), per_page).get_page(page)
+
+
+def history_rows(requests: Iterable[ApprovalRequest]) -> list[dict[str, Any]]:
+    """Decided requests with who decided and a one-line summary."""
+    return [{"request": r, "by": decided_by_label(r), "summary": approval_summary(request=r)} for r in requests]

@@ -28,6 +28,7 @@ from approvals.services import (
 from runs.permissions import APPROVE, VIEW, can, role_required
 
 INBOX_LIMIT = 200
+HISTORY_PAGE_SIZE = 100
 
 
 @role_required(VIEW)
@@ -63,7 +64,8 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(VIEW)
 def history(request: HttpRequest) -> HttpResponse:
-    context = {"rows": selectors.history_rows(limit=100), "count": selectors.pending_count()}
+    page = selectors.history_page(page=request.GET.get("page"), per_page=HISTORY_PAGE_SIZE)
+    context = {"rows": selectors.history_rows(page), "page": page, "count": selectors.pending_count()}
     return render(request, "approvals/history.html", context)
 
 

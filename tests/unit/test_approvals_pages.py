@@ -240,6 +240,27 @@ def test_the_history_shows_who_decided_when_why_and_from_which_ip() -> None:
     assert auto_row is not None and "auto-approved" in auto_row.group(1) and "risk engine" in auto_row.group(1)
 
 
+def test_the_history_pages_newest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from approvals import views
+
+    monkeypatch.setattr(views, "HISTORY_PAGE_SIZE", 2)
+    decided = [asked({"api_calls": [f"POST /v1/cache/flush/{i}"]}) for i in range(5)]  # auto-approved
+    viewer = client_for("viewer")
+    first = html(viewer.get("/approvals/history/"))
+    assert "5 decisions, newest first" in first and "Showing 1\u20132." in first and "page 1 of 3" in first
+    ids = [int(i) for i in re.findall(r'<tr id="decided-(\d+)">', first)]
+    assert ids == [decided[4].pk, decided[3].pk]
+    assert 'rel="next" href="?page=2"' in first and 'rel="prev"' not in first
+    last = html(viewer.get("/approvals/history/?page=3"))
+    assert [int(i) for i in re.findall(r'<tr id="decided-(\d+)">', last)] == [decided[0].pk]
+    assert 'rel="prev" href="?page=2"' in last and 'rel="next"' not in last
+    # A page number that is not one shows the nearest page rather than an error.
+    assert re.findall(r'<tr id="decided-(\d+)">', html(viewer.get("/approvals/history/?page=x<y")))[0] == str(
+        decided[4].pk
+    )
+    assert "page 3 of 3" in html(viewer.get("/approvals/history/?page=99"))
+
+
 def test_the_navigation_badge_counts_the_requests_waiting_on_every_page() -> None:
     viewer = client_for("viewer")
 

@@ -6,11 +6,9 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from cmo_site.api_support import MAX_INT, ApiError, check_storable
-
-# A bundle file larger than this is refused before it is read into memory.
-BUNDLE_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _refuse_constant(name: str) -> Any:
@@ -51,9 +49,12 @@ class ImportForm(forms.Form):
 
     def clean_bundle(self) -> Any:
         upload = self.cleaned_data["bundle"]
-        if upload.size is not None and upload.size > BUNDLE_MAX_BYTES:
+        # The API's limit (CMO_MAX_REQUEST_BYTES) holds here too, checked before the file is read into memory.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if upload.size is not None and upload.size > limit:
             raise forms.ValidationError(
-                f"The file is {upload.size} bytes; bundles of at most {BUNDLE_MAX_BYTES} bytes are accepted."
+                f"The file is {upload.size} bytes; bundles of at most {limit} bytes (CMO_MAX_REQUEST_BYTES) "
+                "are accepted."
             )
         raw = upload.read()
         try:

@@ -345,3 +345,17 @@ def test_a_tampered_or_malformed_bundle_is_refused_with_a_message(operator: Clie
         assert '<span class="mono">bundle.json</span>' in response.content.decode()
     assert "This field is required" in operator.post("/runs/import/", {}).content.decode()
     assert not Run.objects.exists()
+
+
+def test_the_import_page_keeps_the_api_upload_limit(operator: Client, settings: Any) -> None:
+    bundle = json.dumps(bundle_export(run=pipeline())).encode()
+    Run.objects.all().delete()
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(bundle) - 1  # CMO_MAX_REQUEST_BYTES
+    upload = SimpleUploadedFile("bundle.json", bundle, content_type="application/json")
+    response = operator.post("/runs/import/", {"bundle": upload})
+    assert response.status_code == 400
+    assert (
+        f"The file is {len(bundle)} bytes; bundles of at most {len(bundle) - 1} bytes (CMO_MAX_REQUEST_BYTES) "
+        "are accepted." in response.content.decode()
+    )
+    assert not Run.objects.exists()

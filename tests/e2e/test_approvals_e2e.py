@@ -136,6 +136,7 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     run_page.goto(run_href)
     run_status = run_page.locator("#run-status .status")
     expect(run_status).to_have_text("WAITING")
+    expect(run_page.locator("[data-approvals-badge]")).to_have_text("1")
     run_page.evaluate("window.__notReloaded = true")
     page.bring_to_front()
     page.locator("article[data-approval]").filter(has_text=REPORTS_PLAN).get_by_role("button", name="Approve").click()
@@ -150,6 +151,7 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     shot(watcher, "05-inbox-admin-emptied-live", folder="approvals")
 
     run_page.bring_to_front()
+    expect(run_page.locator("[data-approvals-badge]")).to_have_text("0")  # live on a page that is not the inbox
     expect(run_status).to_have_text("COMPLETED", timeout=30_000)
     expect(run_page.locator("#events")).to_contain_text("approved by approver")
     assert run_page.evaluate("window.__notReloaded === true"), "the run page reloaded"

@@ -57,6 +57,7 @@ class _Loaded:
     # (name, value as it appears inside a JSON string) for the values long enough to scan for.
     scanned: tuple[tuple[str, str], ...]
     raw: tuple[str, ...]  # the same values as they are, longest first (so redaction masks a whole value)
+    unreadable: dict[str, str]  # name -> why its file could not be read (said when a node asks for it)
 
 
 _lock = threading.Lock()
@@ -64,12 +65,17 @@ _loaded: _Loaded | None = None
 
 
 def _load() -> _Loaded:
+    """Never raises and never logs: redaction (so every log line) reads this under the lock."""
     values: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
     directory = os.environ.get("CMO_SECRETS_DIR", "")
     if directory and Path(directory).is_dir():
         for path in sorted(Path(directory).iterdir()):
             if path.is_file() and _NAME.match(path.name):
-                values[canonical_name(path.name)] = path.read_text().rstrip("\r\n")
+                try:
+                    values[canonical_name(path.name)] = path.read_text(encoding="utf-8").rstrip("\r\n")
+                except (OSError, UnicodeDecodeError) as exc:
+                    unreadable[canonical_name(path.name)] = f"{type(exc).__name__}: {exc}"
     for key, value in os.environ.items():
         if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX) and _NAME.match(key[len(ENV_PREFIX) :]):
             values[canonical_name(key[len(ENV_PREFIX) :])] = value  # the environment wins over the directory
@@ -79,7 +85,7 @@ def _load() -> _Loaded:
         if len(value) >= MIN_SCANNED_LENGTH
     )
     raw = tuple(sorted((v for v in values.values() if len(v) >= MIN_SCANNED_LENGTH), key=len, reverse=True))
-    return _Loaded(values=values, scanned=scanned, raw=raw)
+    return _Loaded(values=values, scanned=scanned, raw=raw, unreadable=unreadable)
 
 
 def _current() -> _Loaded:
@@ -94,7 +100,7 @@ def _current() -> _Loaded:
 
 
 def reload() -> None:
-    """Read the environment and the secrets directory again (after a rotation, or in tests)."""
+    """Read the environment and the secrets directory again (tests; a worker reads them once, at first use)."""
     global _loaded
     with _lock:
         _loaded = _load()
@@ -103,7 +109,11 @@ def reload() -> None:
 def secret_get(name: str) -> str:
     """The value of secret ``name``; SecretMissing says how to provide it."""
     key = canonical_name(name)
-    value = _current().values.get(key)
+    loaded = _current()
+    value = loaded.values.get(key)
+    if value is None and key in loaded.unreadable:
+        hint = f"its file in CMO_SECRETS_DIR could not be read ({loaded.unreadable[key]})"
+        raise SecretMissing(f"secret {name!r} is not set on this worker: {hint}", name=name, hint=hint)
     if value is None:
         hint = f"set {ENV_PREFIX}{key.upper()} or put a file {key!r} in CMO_SECRETS_DIR"
         raise SecretMissing(f"secret {name!r} is not set on this worker: {hint}", name=name, hint=hint)

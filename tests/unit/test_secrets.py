@@ -169,6 +169,15 @@ def test_short_values_are_served_but_not_scanned(monkeypatch: pytest.MonkeyPatch
     assert engine_secrets.secret_names() == ["payments", "pin", "webhook_token"]
 
 
+def test_an_unreadable_secret_file_is_named_when_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    monkeypatch.setenv("CMO_SECRETS_DIR", str(tmp_path))
+    engine_secrets.reload()  # does not raise: redaction of every log line depends on it
+    assert redact_text("nothing to see") == "nothing to see"
+    with pytest.raises(SecretMissing, match=r"its file in CMO_SECRETS_DIR could not be read \(UnicodeDecodeError"):
+        engine_secrets.secret_get("binary")
+
+
 @pytest.mark.parametrize("name", ["", "../etc/passwd", "a b", 7])
 def test_a_bad_secret_name_is_a_clear_error(name: Any) -> None:
     with pytest.raises(SecretMissing, match="is not a secret name"):

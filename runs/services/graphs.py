@@ -21,15 +21,38 @@ def _node_hashes(definition: dict[str, Any]) -> dict[str, str]:
     return hashes
 
 
-def _store(definition: dict[str, Any], *, origin: str) -> tuple[Graph, bool]:
+def _validated(definition: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], str]:
+    """(validated definition, node source hashes, version digest) of ``definition``."""
+    definition = validate_definition(definition)
+    node_hashes = _node_hashes(definition)
+    return definition, node_hashes, json_hash({"definition": definition, "node_hashes": node_hashes})
+
+
+# Code graphs are synced on every run start, and validating them (jsonschema) each time made the demo
+# graph's lookup 3.7 ms where its query takes 0.7 ms (0.8 ms memoized). Keyed by the raw definition and
+# the sources of the nodes it names, so a changed node or registry still makes a new version.
+_SYNCED: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {}
+_SYNCED_MAX = 256
+
+
+def _validated_code_graph(definition: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], str]:
+    key = json_hash({"definition": definition, "node_hashes": _node_hashes(definition)})
+    found = _SYNCED.get(key)
+    if found is None:
+        found = _validated(definition)
+        if len(_SYNCED) >= _SYNCED_MAX:
+            _SYNCED.clear()
+        _SYNCED[key] = found
+    return found
+
+
+def _store(definition: dict[str, Any], *, origin: str, code: bool = False) -> tuple[Graph, bool]:
     """Store ``definition`` as a new version unless the latest version has the same hash.
 
     The hash covers the definition and every node's source, so a code change
     makes a new version; runs keep the version they started on.
     """
-    definition = validate_definition(definition)
-    node_hashes = _node_hashes(definition)
-    digest = json_hash({"definition": definition, "node_hashes": node_hashes})
+    definition, node_hashes, digest = _validated_code_graph(definition) if code else _validated(definition)
     name = definition["name"]
     for _ in range(3):
         latest = Graph.objects.filter(name=name).order_by("-version").first()
@@ -54,7 +77,7 @@ def _store(definition: dict[str, Any], *, origin: str) -> tuple[Graph, bool]:
 
 def graph_sync(*, spec: GraphSpec) -> tuple[Graph, bool]:
     """Sync one code-defined graph; returns (graph version, created)."""
-    return _store(spec.definition(), origin=Graph.ORIGIN_CODE)
+    return _store(spec.definition(), origin=Graph.ORIGIN_CODE, code=True)
 
 
 def graph_sync_all() -> list[tuple[Graph, bool]]:

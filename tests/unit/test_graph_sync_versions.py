@@ -31,6 +31,21 @@ def test_syncing_the_same_code_twice_keeps_one_version() -> None:
     assert Graph.objects.filter(name="e-two-step").count() == 1
 
 
+def test_a_code_graph_is_validated_once_per_process_not_on_every_run_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runs.services import graphs
+
+    calls: list[str] = []
+    real = graphs.validate_definition
+    monkeypatch.setattr(graphs, "_SYNCED", {})
+    monkeypatch.setattr(graphs, "validate_definition", lambda d, *a: calls.append(d["name"]) or real(d, *a))
+    for _ in range(3):
+        graph_resolve(name="e-two-step")
+    assert calls == ["e-two-step"]
+    Graph.objects.all().delete()  # a flushed database: the memo does not stand in for the row
+    assert graph_resolve(name="e-two-step").version == 1
+    assert calls == ["e-two-step"]
+
+
 def test_sync_all_is_idempotent() -> None:
     first = graph_sync_all()
     assert {g.name for g, _ in first} >= {"e-two-step", "t-count"}

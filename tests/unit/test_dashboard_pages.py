@@ -143,6 +143,36 @@ def test_a_run_that_does_not_exist_is_404(viewer: Client) -> None:
     assert viewer.get("/graphs/nope/").status_code == 404
 
 
+def test_home_summary_counts_days_and_averages_the_slowest_graphs_from_known_times() -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from runs.selectors import dashboard_summary
+
+    now = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    yesterday = now - dt.timedelta(days=1)
+    rows = [  # graph, status, finished, seconds taken (None: never started)
+        ("t-count", sm.COMPLETED, now, 2.0),
+        ("t-count", sm.COMPLETED, yesterday, 4.0),
+        ("incident-healing", sm.COMPLETED, now, 10.0),
+        ("incident-healing", sm.COMPLETED, now, None),
+        ("incident-healing", sm.FAILED, yesterday, 1.0),
+        ("incident-healing", sm.TIMED_OUT, now, 5.0),
+    ]
+    for graph, status, finished, seconds in rows:
+        run = run_start(graph_name=graph, data=GOOD_INPUT if graph == "incident-healing" else {"target": 1}, seed=1)
+        started = finished - dt.timedelta(seconds=seconds) if seconds is not None else None
+        Run.objects.filter(pk=run.pk).update(status=status, started_at=started, finished_at=finished)
+    summary = dashboard_summary(now=now)
+    assert summary["completed"] == 4 and summary["failed"] == 2 and summary["error_rate"] == 2 / 6
+    assert [(d["completed"], d["failed"]) for d in summary["days"][-2:]] == [(1, 1), (3, 1)]
+    assert summary["slowest"] == [
+        {"graph": "incident-healing", "avg_seconds": 10.0, "runs": 1},  # the run never started is not timed
+        {"graph": "t-count", "avg_seconds": 3.0, "runs": 2},
+    ]
+
+
 def test_home_and_graph_pages(viewer: Client) -> None:
     start_and_execute("t-count", {"target": 2})
     failed = run_start(graph_name="incident-healing", data=GOOD_INPUT, seed=1)

@@ -14,7 +14,7 @@ from django.db import transaction
 from runs.engine import statemachine as sm
 from runs.engine.checkpointer import ACTIVITY_COMPLETED, ACTIVITY_FAILED, ACTIVITY_PENDING
 from runs.engine.hashing import normalize
-from runs.engine.redaction import redact
+from runs.engine.redaction import redact, redact_text
 from runs.models import Activity, Run
 from runs.services.checkpoint import blob_store
 from runs.services.dispatch import run_wake
@@ -31,6 +31,7 @@ def activity_answer(*, activity: Activity, response: Any = None, error: str = ""
     Raises NoPendingActivity if the activity was already answered.
     """
     stored, _, _ = normalize(redact(response), what="the answer")
+    error = redact_text(error)  # a specialist's or API caller's error text may quote a credential
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=activity.run_id)
         status = ACTIVITY_FAILED if error else ACTIVITY_COMPLETED

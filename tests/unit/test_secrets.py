@@ -160,6 +160,20 @@ def test_a_fork_state_holding_a_secret_is_refused() -> None:
         run_fork(run=run, step=0, state={"url": f"http://{PAYMENTS_KEY}@x"})
 
 
+def test_an_answer_whose_error_quotes_a_credential_is_stored_masked() -> None:
+    from runs.services.signals import activity_answer
+    from tests.helpers import execute
+
+    run = run_start(graph_name="t-signal", data={"target": 1}, seed=1)
+    execute(run)
+    pending = Activity.objects.get(run=run, type="signal")
+    activity_answer(activity=pending, error=f"401 from upstream: key {PAYMENTS_KEY} refused (Bearer abcdef123456)")
+    pending.refresh_from_db()
+    assert pending.error == "401 from upstream: key [redacted] refused (Bearer [redacted])"
+    dump = _database_dump()
+    assert PAYMENTS_KEY not in dump and "abcdef123456" not in dump
+
+
 def test_short_values_are_served_but_not_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMO_SECRET_PIN", "1234")
     engine_secrets.reload()

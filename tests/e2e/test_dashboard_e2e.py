@@ -37,6 +37,8 @@ def test_operator_starts_a_run_watches_it_live_and_steps_through_it(
     shot(page, "03-runs-list")
 
     page.get_by_role("link", name="Start a run").first.click()
+    # Loaded, so the deferred script that submits on change is listening (a change made before is not seen).
+    page.wait_for_url(re.compile(r"/runs/new/"))
     page.get_by_label("Graph", exact=True).select_option("incident-healing")
     page.wait_for_url(re.compile(r"graph=incident-healing"))
     page.get_by_label("Graph", exact=True).select_option("e2e-live")
@@ -142,3 +144,27 @@ def test_a_viewer_finds_no_start_or_abort_control_and_is_refused(chromium_browse
     aborted = page.request.post(f"/runs/{trace}/abort/", headers=headers)
     assert (started.status, aborted.status) == (403, 403)
     assert page.goto("/runs/new/").status == 403
+
+
+def test_a_graph_chosen_before_the_start_form_script_loads_still_switches_the_form(
+    chromium_browser: Any, server: dict[str, Any]
+) -> None:
+    """On a slow page the choice comes before the deferred script listens; the script catches up when it runs."""
+    page = _page(chromium_browser, server, "operator")
+    held: list[Any] = []
+
+    def hold_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/static/js/run_new\.js"), hold_first)
+    page.goto("/runs/new/?graph=incident-healing", wait_until="commit")  # deferred scripts block DOMContentLoaded
+    page.get_by_label("Graph", exact=True).select_option("e2e-live")
+    page.wait_for_timeout(300)
+    assert "graph=incident-healing" in page.url  # nothing listened to the change
+    held[0].continue_()
+    page.wait_for_url(re.compile(r"graph=e2e-live"))
+    playwright_sync.expect(page.get_by_label("Graph", exact=True)).to_have_value("e2e-live")
+    assert page.js_errors == []

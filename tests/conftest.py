@@ -93,14 +93,17 @@ def _fresh_channel_layer(request: pytest.FixtureRequest) -> Iterator[None]:
 def _end_stray_database_sessions(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Worker processes killed by tests may leave sessions behind; end them so the test database can be dropped."""
     yield
-    from django.db import connection
+    from django.db import OperationalError, connection
 
     from tests.integration.processes import SPAWNED
 
     with django_db_blocker.unblock():
         if SPAWNED and connection.vendor == "postgresql":
-            with connection.cursor() as cur:
-                cur.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+            try:
+                with connection.cursor() as cur:
+                    cur.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+            except OperationalError:
+                pass  # best effort: a run of only e2e tests (their server uses SQLite) may never create it

@@ -72,6 +72,10 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
+            # A run page pings every few seconds and gets whatever is newer: a broadcast that never
+            # arrived (best effort under load, a dropped group message) is repaired by the next ping.
+            if self.run_id is not None:
+                await self._send_newer()
             await self.send_json({"type": "pong"})
 
     async def run_step(self, message: dict[str, Any]) -> None:

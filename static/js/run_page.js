@@ -260,7 +260,12 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     if (run.terminal) return;
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + window.location.host + data.socket + "?step=" + lastIndex() + "&event=" + lastEvent);
-    socket.onopen = function () { delay = 500; };
+    var pinger = null;
+    socket.onopen = function () {
+      delay = 500;
+      // Each ping asks for what is newer, so a broadcast lost on the way costs at most this long.
+      pinger = setInterval(function () { socket.send(JSON.stringify({ type: "ping" })); }, 5000);
+    };
     socket.onmessage = function (msg) {
       var m = JSON.parse(msg.data);
       if (m.type === "step" && m.step.index > lastIndex()) {
@@ -276,6 +281,7 @@ the socket is opened with those numbers and sends only what is newer, so nothing
       }
     };
     socket.onclose = function () {
+      if (pinger) clearInterval(pinger);
       if (run.terminal) return;
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 10000);

@@ -119,3 +119,29 @@ def test_steps_committed_while_connected_arrive_once_each() -> None:
     statuses = [m["event"]["to_status"] for m in messages if m["type"] == "event" and m["event"]["to_status"]]
     assert statuses == ["RUNNING", "COMPLETED"]
     assert User.objects.filter(username="viewer").exists()
+
+
+def test_a_ping_repairs_a_broadcast_that_never_arrived() -> None:
+    viewer = make_user("viewer")
+    run = run_start(graph_name="t-count", data={"target": 2}, seed=1)
+    created = RunEvent.objects.get(run=run).pk
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        communicator = _connect(f"/ws/runs/{run.pk}/?step=-1&event={created}", viewer)
+        connected, _ = await communicator.connect()
+        assert connected
+        assert await communicator.receive_nothing(timeout=0.2)
+        # Written without a broadcast reaching this socket (the one the page would have missed).
+        await database_sync_to_async(RunEvent.objects.create)(run=run, kind="note", message="missed")
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.send_json_to({"type": "ping"})
+        after_ping = await _drain(communicator)
+        await communicator.send_json_to({"type": "ping"})
+        again = await _drain(communicator)
+        await communicator.disconnect()
+        return after_ping, again
+
+    after_ping, again = async_to_sync(scenario)()
+    assert [m["event"]["message"] for m in after_ping if m["type"] == "event"] == ["missed"]
+    assert after_ping[-1] == {"type": "pong"}
+    assert again == [{"type": "pong"}]  # nothing repeated

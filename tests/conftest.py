@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -107,3 +109,18 @@ def _end_stray_database_sessions(django_db_setup: None, django_db_blocker: Any) 
                     )
             except OperationalError:
                 pass  # best effort: a run of only e2e tests (their server uses SQLite) may never create it
+
+
+@pytest.fixture
+def console_log() -> Iterator[io.StringIO]:
+    """What the configured console handler (settings.LOGGING, with its filters) writes, as JSON lines."""
+    from cmo_site.log_format import JsonFormatter, RedactionFilter
+
+    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactionFilter) for f in h.filters))
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    old_stream, old_formatter = handler.setStream(buffer), handler.formatter
+    handler.setFormatter(JsonFormatter())
+    yield buffer
+    handler.setStream(old_stream)
+    handler.setFormatter(old_formatter)

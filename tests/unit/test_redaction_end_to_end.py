@@ -11,14 +11,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core import serializers
 
 from approvals.models import ApprovalRequest
-from cmo_site.log_format import JsonFormatter, RedactionFilter
 from runs.engine import END, graph, node
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run, RunEvent, Step
@@ -50,19 +48,6 @@ def o_secret_call(state: dict[str, Any], ctx: Any) -> Any:
 
 
 graph("o-secret", entry="o_secret_call", edges=[("o_secret_call", END)])
-
-
-@pytest.fixture
-def console_log() -> Iterator[io.StringIO]:
-    """What the configured console handler (settings.LOGGING, with its filters) writes, as JSON lines."""
-    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactionFilter) for f in h.filters))
-    assert isinstance(handler, logging.StreamHandler)
-    buffer = io.StringIO()
-    old_stream, old_formatter = handler.setStream(buffer), handler.formatter
-    handler.setFormatter(JsonFormatter())
-    yield buffer
-    handler.setStream(old_stream)
-    handler.setFormatter(old_formatter)
 
 
 def test_secrets_sent_by_an_activity_are_not_stored_logged_or_shown(console_log: io.StringIO) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from django.core import serializers
 
-from cmo_site.log_format import JsonFormatter, RedactionFilter
 from replay.services import ReplayError, run_fork
 from runs.engine import END, graph, node
 from runs.engine import secrets as engine_secrets
@@ -65,18 +64,6 @@ def sec_missing(state: dict[str, Any], ctx: Any) -> Any:
 graph("sec-charge", entry="sec_charge", edges=[("sec_charge", END)])
 graph("sec-keep", entry="sec_keep", edges=[("sec_keep", END)])
 graph("sec-missing", entry="sec_missing", edges=[("sec_missing", END)])
-
-
-@pytest.fixture
-def console_log() -> Iterator[io.StringIO]:
-    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactionFilter) for f in h.filters))
-    assert isinstance(handler, logging.StreamHandler)
-    buffer = io.StringIO()
-    old_stream, old_formatter = handler.setStream(buffer), handler.formatter
-    handler.setFormatter(JsonFormatter())
-    yield buffer
-    handler.setStream(old_stream)
-    handler.setFormatter(old_formatter)
 
 
 def _database_dump() -> str:

@@ -28,8 +28,8 @@ class RunDispatchConsumer(AsyncConsumer):
 class RunLiveConsumer(AsyncJsonWebsocketConsumer):
     """Live data for the dashboard; signed-in users with a role that may view, anyone else is refused (4401/4403).
 
-    ``/ws/runs/<id>/?step=S&event=E``: the page was rendered up to step S and
-    event E. The socket joins the run's group first, then sends every step
+    ``/ws/runs/<id>/?step=S&event=E&status=X``: the page was rendered up to step S and
+    event E, showing status X. The socket joins the run's group first, then sends every step
     after S and event after E from the database, then what each broadcast
     makes newer; it remembers what it sent, so nothing is missed or repeated.
     Broadcasts only say "look again" and carry no data a page relies on.
@@ -40,6 +40,7 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
     run_id: int | None = None
     last_step = -1
     last_event = 0
+    last_status = ""  # the status the page shows: its header is sent again whenever the run's differs
 
     async def connect(self) -> None:
         from runs.permissions import VIEW, can
@@ -61,6 +62,9 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.last_step = _int(query.get("step", ["-1"])[0], -1)
         self.last_event = _int(query.get("event", ["0"])[0], 0)
+        # A page's header and its step and event lists are separate reads: a fast run can end between them,
+        # and then no newer step or event would ever carry the final header.
+        self.last_status = query.get("status", [""])[0]
         if not await database_sync_to_async(_run_exists)(self.run_id):
             await self.close(code=4404)
             return
@@ -96,8 +100,9 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
         for event in events:
             await self.send_json({"type": "event", "event": event})
             self.last_event = event["id"]
-        if steps or events:
+        if steps or events or (self.last_status and header["status"] != self.last_status):
             await self.send_json({"type": "run", "run": header})
+            self.last_status = header["status"]
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

@@ -259,7 +259,8 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   function connect() {
     if (run.terminal) return;
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + window.location.host + data.socket + "?step=" + lastIndex() + "&event=" + lastEvent);
+    var socket = new WebSocket(scheme + window.location.host + data.socket + "?step=" + lastIndex() + "&event=" + lastEvent +
+      "&status=" + encodeURIComponent(run.status));
     var pinger = null;
     socket.onopen = function () {
       delay = 500;

@@ -145,3 +145,25 @@ def test_a_ping_repairs_a_broadcast_that_never_arrived() -> None:
     assert [m["event"]["message"] for m in after_ping if m["type"] == "event"] == ["missed"]
     assert after_ping[-1] == {"type": "pong"}
     assert again == [{"type": "pong"}]  # nothing repeated
+
+
+def test_a_page_rendered_with_an_older_status_than_its_events_gets_the_current_header() -> None:
+    """The page read its header (RUNNING) before the run ended and its events after: nothing newer is left to send,
+    but the header still has to reach it."""
+    viewer = make_user("viewer")
+    run = start_and_execute("t-count", {"target": 2})
+    last_step = run.steps.order_by("-index").values_list("index", flat=True).first()
+    last_event = RunEvent.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first()
+
+    async def scenario(status: str) -> list[dict[str, Any]]:
+        path = f"/ws/runs/{run.pk}/?step={last_step}&event={last_event}&status={status}"
+        communicator = _connect(path, viewer)
+        connected, _ = await communicator.connect()
+        assert connected
+        messages = await _drain(communicator)
+        await communicator.disconnect()
+        return messages
+
+    torn = async_to_sync(scenario)("RUNNING")
+    assert [m["type"] for m in torn] == ["run"] and torn[0]["run"]["status"] == "COMPLETED"
+    assert async_to_sync(scenario)("COMPLETED") == []  # a page already right gets nothing

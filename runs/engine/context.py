@@ -30,6 +30,7 @@ from runs.engine.checkpointer import (
 )
 from runs.engine.errors import (
     ActivityError,
+    Cancelled,
     CheckpointUnavailable,
     EngineError,
     NonDeterminismError,
@@ -41,9 +42,7 @@ from runs.engine.hashing import normalize
 from runs.engine.redaction import redact, redact_text
 from runs.engine.secrets import secret_get
 
-
-class Cancelled(EngineError):
-    """The step was abandoned (timeout, abort); the node must not do more effects."""
+__all__ = ["Activities", "Cancelled", "NodeContext", "NodeResult", "PolicyCheck"]
 
 
 @dataclass
@@ -72,6 +71,9 @@ class Activities:
         self._replay_only = replay_only
         self._policy = policy
         self.executed: list[ActivityRecord] = []
+        # The activity this step is waiting for, once it raised Suspend: a node that caught the
+        # signal gets it again on its next activity, and may not return (the executor checks).
+        self.pending: ActivityRecord | None = None
 
     # -- the recording boundary ------------------------------------------------
 
@@ -87,6 +89,8 @@ class Activities:
     def call(self, kind: str, request: dict[str, Any], effect: Callable[[], Any]) -> Any:
         """Run ``effect`` at most once per (run, step, seq); return its recorded response."""
         self._ctx.check_live()
+        if self.pending is not None:
+            raise Suspend(f"waiting for {self.pending.type} #{self.pending.seq} of step {self.pending.step}")
         seq = self._seq
         self._seq += 1
         stored_request, request_hash, size = normalize(redact(request), what=f"{kind} request")
@@ -156,6 +160,7 @@ class Activities:
             if after_record is not None and stored is record:
                 with activity_region():
                     after_record()
+            self.pending = stored
             raise Suspend(reason)
         return self._replay(stored)
 
@@ -178,6 +183,7 @@ class Activities:
             return record.response
         if record.status == ACTIVITY_FAILED:
             raise ActivityError(record.type, record.error)
+        self.pending = record
         raise Suspend(f"waiting for {record.type} #{record.seq} of step {record.step}")
 
     # -- the activities -----------------------------------------------------------
@@ -299,8 +305,11 @@ class Activities:
 
     def require_approval(self, action: dict[str, Any], preview: str = "") -> dict[str, Any]:
         """:meth:`request_approval`, but a rejection or expiry raises
-        ActivityError("request_approval", "rejected: <reason>"), so the run fails with the reason
-        unless the node catches it."""
+        ActivityError("request_approval", "rejected: <reason>"), so the run fails with the reason.
+
+        While the request waits, the call raises the engine's Suspend signal (a BaseException):
+        never catch it. A node that wants to act on a rejection routes on
+        :meth:`request_approval`'s answer instead of catching anything."""
         decision = self.request_approval(action, preview)
         if not decision.get("approved"):
             raise ActivityError("request_approval", f"rejected: {decision.get('reason') or 'no reason given'}")

@@ -68,7 +68,16 @@ class StepFailed(EngineError):
     """A node raised; carries the error text recorded on the run."""
 
 
-class RunAborted(EngineError):
+class EngineSignal(BaseException):
+    """Control flow that must reach the engine through node code.
+
+    A BaseException, not an Exception, so a node's ``except Exception:`` cannot
+    swallow it (Temporal's SDK raises ``_WorkflowBeingEvictedError(BaseException)``
+    for the same reason). Suspension, cancellation, abort and a lost lease are signals.
+    """
+
+
+class RunAborted(EngineSignal):
     pass
 
 
@@ -80,12 +89,15 @@ class CheckpointUnavailable(EngineError):
     """Storage is unreachable: the step is abandoned (not failed) and the run resumes later."""
 
 
-class LeaseLost(EngineError):
+class LeaseLost(EngineSignal):
     """The worker no longer holds the run's lease; it must stop touching the run."""
 
 
-class Suspend(EngineError):
+class Suspend(EngineSignal):
     """An activity has no answer yet: the run waits and frees its worker.
+
+    Node code must let it propagate; a step that returns while one of its
+    activities is pending fails (:class:`SuspendSwallowed`).
 
     ``after_record`` runs once the pending record is committed (publishing a
     request there means an answer can never arrive before its record). It
@@ -96,6 +108,18 @@ class Suspend(EngineError):
         self.reason = reason
         self.after_record = after_record
         super().__init__(reason)
+
+
+class Cancelled(EngineSignal):
+    """The step was abandoned (timeout, abort); the node must not do more effects."""
+
+
+class SuspendSwallowed(EngineError):
+    """A node returned although one of its activities is still pending: it caught the engine's Suspend."""
+
+
+class RoutingError(EngineError, ValueError):
+    """A node returned an edge label its graph has no edge for (deterministic: never retried)."""
 
 
 class ActivityError(EngineError):

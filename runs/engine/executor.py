@@ -14,7 +14,6 @@ import contextvars
 import datetime as dt
 import enum
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,18 +22,23 @@ from runs.engine import observability as obs
 from runs.engine import statemachine as sm
 from runs.engine.boundary import NodeGuard, node_region
 from runs.engine.checkpointer import Checkpointer, RunSnapshot, StepRecord
-from runs.engine.context import Cancelled, NodeContext, NodeResult, PolicyCheck
+from runs.engine.context import NodeContext, NodeResult, PolicyCheck
 from runs.engine.errors import (
+    ActivityError,
     BoundaryViolation,
+    Cancelled,
     CheckpointUnavailable,
+    EngineSignal,
     LeaseLost,
     NodeTimeout,
     NonDeterminismError,
     NotJSONError,
     PolicyDenied,
     ReplayMiss,
+    RoutingError,
     RunAborted,
     Suspend,
+    SuspendSwallowed,
 )
 from runs.engine.graph import END, NODES, NodeRegistry, NodeSpec, RetryPolicy
 from runs.engine.hashing import json_hash, normalize_text
@@ -51,6 +55,8 @@ NON_RETRYABLE = (
     PolicyDenied,
     SecretInState,
     SecretMissing,
+    SuspendSwallowed,
+    RoutingError,
 )
 # A backoff this short is slept in place; longer ones release the run to the scheduler.
 SLEEP_IN_PLACE_SECONDS = 2.0
@@ -173,6 +179,14 @@ class Executor:
         input_hash = snap.state_hash or json_hash(snap.state)
         attempt = self._attempt(run_id, snap, spec, timeout)
         error = attempt.error
+        pending = attempt.ctx.activities.pending
+        if pending is not None and not isinstance(error, EngineSignal):
+            error = SuspendSwallowed(
+                f"node {snap.node!r} {'returned' if error is None else 'raised ' + type(error).__name__} while its "
+                f"{pending.type} activity #{pending.seq} is still waiting for an answer: it caught the engine's "
+                "Suspend signal (a bare except or except BaseException); let it propagate, and the run waits "
+                "without holding a worker, then re-executes the step once the answer is recorded"
+            )
 
         if isinstance(error, Suspend):
             if self.cp.suspend(run_id, step=snap.step_index, reason=error.reason):
@@ -190,7 +204,7 @@ class Executor:
             assert attempt.result is not None
             try:
                 record, next_node = self._record(snap, attempt, input_hash)
-            except (NotJSONError, SecretInState, ValueError) as exc:
+            except (NotJSONError, SecretInState, RoutingError) as exc:
                 error = exc
         if error is not None:
             message = _describe(error, snap.node)
@@ -334,15 +348,37 @@ def _fresh(state: Any) -> Any:
     return copy.deepcopy(state)
 
 
+_KNOWN = (
+    NotJSONError,
+    NonDeterminismError,
+    BoundaryViolation,
+    NodeTimeout,
+    ReplayMiss,
+    Cancelled,
+    SecretInState,
+    SuspendSwallowed,
+    RoutingError,
+)
+
+
 def _describe(error: BaseException, node: str) -> str:
-    """The stored error text of a failed step (credentials in it masked)."""
-    known = (NotJSONError, NonDeterminismError, BoundaryViolation, NodeTimeout, ReplayMiss, Cancelled, SecretInState)
+    """The stored error text of a failed step (credentials in it masked, no server file paths)."""
     if isinstance(error, SecretMissing) and error.name:  # not "raised SecretMissing: ...", a key: value to redaction
         return f"node {node!r} asked for a secret {error.name!r} that is not set on this worker: {error.hint}"
-    if isinstance(error, known):
+    if isinstance(error, _KNOWN):
         return redact_text(str(error))
-    if isinstance(error, ValueError) and "returned edge" in str(error):
-        return str(error)
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    return redact_text(f"node {node!r} raised {type(error).__name__}: {error}{where}")
+    if isinstance(error, ActivityError):  # its message says which activity and why; where it was raised is noise
+        return redact_text(f"node {node!r}: {error}")
+    return redact_text(f"node {node!r} raised {type(error).__name__}: {error}{_where(error)}")
+
+
+def _where(error: BaseException) -> str:
+    """The innermost frame of the node's own code, by module and function: never a path on this server."""
+    where = ""
+    tb = error.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module and not module.startswith("runs.engine"):
+            where = f" (in {module}.{tb.tb_frame.f_code.co_name}, line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return where

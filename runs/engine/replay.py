@@ -16,7 +16,14 @@ from typing import Any
 from runs.engine.boundary import NodeGuard, node_region
 from runs.engine.checkpointer import ActivityRecord, RunSnapshot, StepRecord
 from runs.engine.context import NodeContext, NodeResult
-from runs.engine.errors import EngineError, NonDeterminismError, NotJSONError, ReplayMiss
+from runs.engine.errors import (
+    EngineError,
+    EngineSignal,
+    NonDeterminismError,
+    NotJSONError,
+    ReplayMiss,
+    SuspendSwallowed,
+)
 from runs.engine.graph import NodeSpec
 from runs.engine.hashing import json_hash, normalize
 
@@ -78,6 +85,9 @@ def reexecute(
             result = spec.fn(copy.deepcopy(input_state), ctx)
         if ctx.fatal is not None:
             raise ctx.fatal
+        pending = ctx.activities.pending
+        if pending is not None:
+            raise SuspendSwallowed(f"node {step.node!r} returned while activity #{pending.seq} is pending")
         if not isinstance(result, NodeResult):
             result = NodeResult(state=result)
         out.state, out.state_hash, _ = normalize(result.state, what=f"node {step.node!r} returned a state that")
@@ -91,6 +101,8 @@ def reexecute(
     except NotJSONError as exc:
         out.error, out.error_kind = str(exc), "not_json"
     except (EngineError, Exception) as exc:  # noqa: BLE001 - a node's failure is a finding, not a crash
+        out.error, out.error_kind = f"{type(exc).__name__}: {exc}", "node_error"
+    except EngineSignal as exc:  # a recorded step never waits: it suspended on a record still pending
         out.error, out.error_kind = f"{type(exc).__name__}: {exc}", "node_error"
     out.activities_used = ctx.activities._seq
     return out

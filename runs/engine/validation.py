@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from runs.engine.errors import GraphValidationError
+from runs.engine.errors import GraphValidationError, RoutingError
 from runs.engine.graph import END, NODES, NodeRegistry
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$"
@@ -175,4 +175,4 @@ def route(definition: dict[str, Any], node_name: str, edge_label: str | None) ->
     if default is not None:
         return str(default)
     labels = sorted(str(e.get("label")) for e in definition["edges"] if e["from"] == node_name)
-    raise ValueError(f"node {node_name!r} returned edge {edge_label!r} but its edges are labelled {labels}")
+    raise RoutingError(f"node {node_name!r} returned edge {edge_label!r} but its edges are labelled {labels}")

@@ -17,6 +17,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
+from runs.engine.errors import LeaseLost
 from runs.models import GraphLimit, Run, WorkerStatus
 from runs.services.events import run_transition
 
@@ -100,6 +101,15 @@ def _claim_under_cap(*, run_id: int, owner: str, graph_name: str, lease_seconds:
     counts (PENDING with a live lease) before it turns RUNNING, so two workers
     cannot both take the last slot. Runs start oldest first.
     """
+    try:
+        return _claim_and_start_under_cap(
+            run_id=run_id, owner=owner, graph_name=graph_name, lease_seconds=lease_seconds
+        )
+    except LeaseLost:  # a signal (BaseException): another worker holds it after all; nothing was committed
+        return False
+
+
+def _claim_and_start_under_cap(*, run_id: int, owner: str, graph_name: str, lease_seconds: float | None) -> bool:
     with transaction.atomic():
         limit = (
             GraphLimit.objects.select_for_update()

@@ -1,0 +1,45 @@
+"""Nodes and graphs for the regression tests of the review's holes (nodes "h_*", graphs "h-*"); registered on import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runs.engine import END, graph, node
+
+HIGH_RISK = {"api_calls": ["DELETE /v1/releases/42"], "commands": ["rm -rf /srv/releases/42"]}
+
+
+def _wait(state: dict[str, Any], ctx: Any) -> Any:
+    """The waiting call the input names: a signal, an approval or a specialist."""
+    kind = state.get("wait", "signal")
+    if kind == "approval":
+        return ctx.activities.request_approval(HIGH_RISK, preview="rm -rf /srv/releases/42")
+    if kind == "a2a":
+        return ctx.activities.send_a2a(state["specialist"], "work", {})
+    return ctx.activities.wait_for_signal("go")
+
+
+@node("h_catch_exception")
+def h_catch_exception(state: dict[str, Any], ctx: Any) -> Any:
+    """Ordinary defensive code: ``except Exception`` must not swallow the engine's suspension."""
+    try:
+        answer = _wait(state, ctx)
+    except Exception as exc:  # noqa: BLE001 - the point of the test
+        return ctx.result({**state, "swallowed": type(exc).__name__})
+    return ctx.result({**state, "answer": answer})
+
+
+@node("h_catch_everything")
+def h_catch_everything(state: dict[str, Any], ctx: Any) -> Any:
+    """Broken code: it catches the signal itself and returns anyway."""
+    try:
+        answer = _wait(state, ctx)
+    except BaseException as exc:  # noqa: BLE001 - the point of the test
+        if state.get("then_call_again"):
+            ctx.activities.now()  # the signal comes back on the next activity
+        return ctx.result({**state, "swallowed": type(exc).__name__})
+    return ctx.result({**state, "answer": answer})
+
+
+graph("h-catch-exception", entry="h_catch_exception", edges=[("h_catch_exception", END)])
+graph("h-catch-everything", entry="h_catch_everything", edges=[("h_catch_everything", END)])

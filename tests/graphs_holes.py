@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runs.engine import END, graph, node
+from runs.engine.specialists import specialist
 
 HIGH_RISK = {"api_calls": ["DELETE /v1/releases/42"], "commands": ["rm -rf /srv/releases/42"]}
 
@@ -43,3 +44,26 @@ def h_catch_everything(state: dict[str, Any], ctx: Any) -> Any:
 
 graph("h-catch-exception", entry="h_catch_exception", edges=[("h_catch_exception", END)])
 graph("h-catch-everything", entry="h_catch_everything", edges=[("h_catch_everything", END)])
+
+
+BULK_RECEIVED: list[int] = []
+
+
+@specialist("h-bulk", capabilities=["bulk"])
+def h_bulk_specialist(task: str, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    BULK_RECEIVED.append(len(payload.get("session_token", "")))
+    return {"ok": True}
+
+
+@node("h_send_bulk")
+def h_send_bulk(state: dict[str, Any], ctx: Any) -> Any:
+    """A large payload under a secret-named key: the record keeps "[redacted]", the specialist gets it all."""
+    blob = "x" * state["size"]
+    if state.get("as_artifact"):
+        answer = ctx.activities.write_artifact("h/bulk.txt", blob)
+    else:
+        answer = ctx.activities.send_a2a("h-bulk", "bulk", {"session_token": blob})
+    return ctx.result({"size": state["size"], "answer": answer})
+
+
+graph("h-send-bulk", entry="h_send_bulk", edges=[("h_send_bulk", END)])

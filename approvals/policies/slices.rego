@@ -25,10 +25,14 @@ deny contains msg if {
 	msg := sprintf("write scope %s is outside healing/*", [scope])
 }
 
-_wants_selector_history if input.task == "selector_history"
+# Case does not matter, as for the PII fields: "Selector_History" is the same slice.
+_wants_selector_history if lower(input.task) == "selector_history"
 
-_wants_selector_history if "selector_history" in input.fields
+_wants_selector_history if {
+	some field in input.fields
+	lower(field) == "selector_history"
+}
 
 _who := input.specialist if input.specialist != ""
 
-_who := sprintf("a %s activity", [input.activity]) if input.specialist == ""
+_who := sprintf("activity %s", [input.activity]) if input.specialist == ""

@@ -10,6 +10,7 @@ its record is committed at once, before the node sees the answer.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import threading
 import time
@@ -34,6 +35,7 @@ from runs.engine.errors import (
     CheckpointUnavailable,
     EngineError,
     NonDeterminismError,
+    PolicyDenied,
     ReplayMiss,
     RunAborted,
     Suspend,
@@ -53,6 +55,18 @@ class NodeResult:
 
 
 PolicyCheck = Callable[[str, dict[str, Any], "NodeContext"], None]
+
+
+# The response of a failed record that a policy refused (replayed as PolicyDenied, never retried).
+DENIED_KEY = "denied_by_policy"
+
+
+def _sent_size(request: Any, redacted_size: int) -> int:
+    """Bytes of ``request`` as JSON before redaction: what the effect sends, not what the record keeps."""
+    try:
+        return len(json.dumps(request, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    except (TypeError, ValueError, RecursionError):
+        return redacted_size
 
 
 class Activities:
@@ -86,8 +100,15 @@ class Activities:
                 raise self._ctx.fatal_error(exc) from exc
         return self._records
 
-    def call(self, kind: str, request: dict[str, Any], effect: Callable[[], Any]) -> Any:
-        """Run ``effect`` at most once per (run, step, seq); return its recorded response."""
+    def call(
+        self, kind: str, request: dict[str, Any], effect: Callable[[], Any], *, sent_bytes: int | None = None
+    ) -> Any:
+        """Run ``effect`` at most once per (run, step, seq); return its recorded response.
+
+        ``sent_bytes`` is the size of what the effect sends when the request does not hold it
+        (an artifact's content); otherwise the policies see the size of the request before
+        redaction, because that is what leaves the process.
+        """
         self._ctx.check_live()
         if self.pending is not None:
             raise Suspend(f"waiting for {self.pending.type} #{self.pending.seq} of step {self.pending.step}")
@@ -117,7 +138,12 @@ class Activities:
                 )
             )
         if self._policy is not None:
-            self._policy(kind, {"request": stored_request, "size": size}, self._ctx)
+            sent = _sent_size(request, size) if sent_bytes is None else sent_bytes
+            try:
+                self._policy(kind, {"request": stored_request, "size": sent}, self._ctx)
+            except PolicyDenied as exc:
+                self._record_denial(kind, seq, stored_request, request_hash, exc)
+                raise
         started = time.perf_counter()
         reason = f"waiting for {kind} #{seq} of step {self._ctx.step}"
         after_record: Callable[[], None] | None = None
@@ -164,6 +190,28 @@ class Activities:
             raise Suspend(reason)
         return self._replay(stored)
 
+    def _record_denial(
+        self, kind: str, seq: int, request: Any, request_hash: str, denial: PolicyDenied
+    ) -> None:
+        """Keep a policy's refusal as the activity's record, so a replay or a verify reproduces it."""
+        record = ActivityRecord(
+            step=self._ctx.step,
+            seq=seq,
+            type=kind,
+            request=request,
+            request_hash=request_hash,
+            status=ACTIVITY_FAILED,
+            response={DENIED_KEY: True},
+            error=redact_text(denial.message),
+            attempt=self._ctx.attempt,
+        )
+        try:
+            with activity_region():
+                stored = self._cp.put_activity(self._ctx.run.run_id, record)
+        except CheckpointUnavailable as exc:
+            raise self._ctx.fatal_error(exc) from exc
+        self._recorded()[seq] = stored
+
     def _resend(self, record: ActivityRecord, effect: Callable[[], Any]) -> None:
         """A step re-executed while its activity is still pending: let the effect send its
         request again (a crash may have come between the record and the send); answers are
@@ -182,6 +230,8 @@ class Activities:
         if record.status == ACTIVITY_COMPLETED:
             return record.response
         if record.status == ACTIVITY_FAILED:
+            if isinstance(record.response, dict) and record.response.get(DENIED_KEY):
+                raise PolicyDenied(record.type, record.error, kind="policy")
             raise ActivityError(record.type, record.error)
         self.pending = record
         raise Suspend(f"waiting for {record.type} #{record.seq} of step {record.step}")
@@ -239,7 +289,9 @@ class Activities:
         """Store ``content`` under ``name`` in the artifact storage; returns {name, sha256, size}."""
         data = content.encode() if isinstance(content, str) else bytes(content)
         request = {"name": name, "sha256": effects.sha256_bytes(data), "size": len(data)}
-        return dict(self.call("write_artifact", request, lambda: effects.artifact_write(name, data)))
+        return dict(
+            self.call("write_artifact", request, lambda: effects.artifact_write(name, data), sent_bytes=len(data))
+        )
 
     def read_artifact(self, name: str) -> str:
         """The artifact's text; large ones are recorded as a blob reference."""

@@ -47,8 +47,11 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         policy_input(
             "call_mcp", {"server": "s", "tool": "t", "arguments": {"fields": ["selector_history"]}}, size=9, role=""
         ),
-        "requested by a call_mcp activity",
+        "requested by activity call_mcp",
     ),
+    # the field and task names are case-insensitive, as the PII names are
+    ("selector-history", a2a("scout", "Selector_History"), "reserved to the healer specialist (requested by scout)"),
+    ("selector-history", a2a("scout", "heal", fields=["SELECTOR_HISTORY"]), "reserved to the healer specialist"),
     # write scopes under healing/*
     ("write-scope", a2a("healer", write_scope="healing/checkout"), None),
     ("write-scope", a2a("healer", write_scopes=["healing/a/b", "healing/c"]), None),

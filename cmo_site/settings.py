@@ -144,7 +144,8 @@ if STORAGE_BACKEND == "s3":
 else:
     _default_storage = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": MEDIA_ROOT},
+        # Overwrite in place: a rewritten artifact is never deleted first (as S3's file_overwrite).
+        "OPTIONS": {"location": MEDIA_ROOT, "allow_overwrite": True},
     }
 STORAGES = {
     "default": _default_storage,

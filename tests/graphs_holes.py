@@ -67,3 +67,15 @@ def h_send_bulk(state: dict[str, Any], ctx: Any) -> Any:
 
 
 graph("h-send-bulk", entry="h_send_bulk", edges=[("h_send_bulk", END)])
+
+
+@node("h_artifact")
+def h_artifact(state: dict[str, Any], ctx: Any) -> Any:
+    """Writes (or reads) the artifact the input names."""
+    if state.get("read"):
+        return ctx.result({**state, "content": ctx.activities.read_artifact(state["name"])})
+    return ctx.result({**state, "written": ctx.activities.write_artifact(state["name"], state.get("content", "x"))})
+
+
+graph("h-artifact", entry="h_artifact", edges=[("h_artifact", END)])
+

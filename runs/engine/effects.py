@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -59,13 +60,41 @@ def mcp_call(server: str, tool: str, arguments: dict[str, Any]) -> Any:
     return call_tool(server, tool, arguments)
 
 
+ARTIFACTS_DIR = "artifacts"
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
+ARTIFACT_NAME_RULE = (
+    "names are up to 255 characters of path segments separated by '/', each of letters, digits, "
+    "'.', '_' and '-' and not starting with '.' (so no '..', no absolute paths)"
+)
+
+
+class ArtifactNameError(ActivityError):
+    """An artifact name that could leave the artifacts namespace; refused before any storage call."""
+
+
+def artifact_name_problem(name: Any) -> str:
+    """Why ``name`` is not an artifact name, or "" if it is one."""
+    if not isinstance(name, str):
+        return f"an artifact name is a string, not {type(name).__name__}"
+    if not name or len(name) > 255 or not all(_SEGMENT.match(seg) for seg in name.split("/")):
+        return f"artifact name {name[:300]!r} is not allowed: {ARTIFACT_NAME_RULE}"
+    return ""
+
+
+def artifact_path(name: Any, *, activity: str = "write_artifact") -> str:
+    """The storage path of artifact ``name`` (under artifacts/, never beside blobs); ArtifactNameError if unsafe."""
+    problem = artifact_name_problem(name)
+    if problem:
+        raise ArtifactNameError(activity, problem, kind="refused")
+    return f"{ARTIFACTS_DIR}/{name}"
+
+
 def artifact_write(name: str, data: bytes) -> dict[str, Any]:
+    """Store (or replace) the artifact; the storage overwrites in place, so no moment leaves it missing."""
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    path = f"artifacts/{name}"
-    if default_storage.exists(path):
-        default_storage.delete(path)
+    path = artifact_path(name)
     saved = default_storage.save(path, ContentFile(data))
     return {"name": name, "path": saved, "sha256": sha256_bytes(data), "size": len(data)}
 
@@ -73,7 +102,7 @@ def artifact_write(name: str, data: bytes) -> dict[str, Any]:
 def artifact_read(name: str) -> str:
     from django.core.files.storage import default_storage
 
-    path = f"artifacts/{name}"
+    path = artifact_path(name, activity="read_artifact")
     if not default_storage.exists(path):
         raise ActivityError("read_artifact", f"artifact {name!r} does not exist")
     with default_storage.open(path, "rb") as fh:

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from django.utils import timezone
 from runs.engine import statemachine as sm
 from runs.engine.checkpointer import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord
 from runs.engine.delta import diff
-from runs.engine.errors import CheckpointUnavailable, LeaseLost
+from runs.engine.errors import CheckpointUnavailable, EngineError, LeaseLost
 from runs.engine.hashing import sha256_hex
 from runs.models import Activity, Run, Step
 from runs.selectors import step_state
@@ -78,10 +79,29 @@ def _json_param(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobUnavailable(EngineError):
+    """A recorded payload's blob is missing from storage (deleted, or the storage was not restored)."""
+
+
+def is_blob_ref(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {BLOB_KEY, "size"}
+
+
+def is_blob_digest(value: Any) -> bool:
+    return isinstance(value, str) and bool(_DIGEST.match(value))
+
+
 def blob_store(value: Any) -> Any:
-    """Keep payloads over CMO_BLOB_THRESHOLD in storage; the row holds a reference."""
+    """Keep payloads over CMO_BLOB_THRESHOLD in storage; the row holds a reference.
+
+    A small value that merely looks like a reference (an HTTP server can answer anything) is
+    stored as a blob too, so every reference in a row is one this function made.
+    """
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if len(text) <= settings.CMO_BLOB_THRESHOLD:
+    if len(text) <= settings.CMO_BLOB_THRESHOLD and not is_blob_ref(value):
         return value
     digest = sha256_hex(text)
     path = f"blobs/{digest}.json"
@@ -91,10 +111,21 @@ def blob_store(value: Any) -> Any:
 
 
 def blob_load(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {BLOB_KEY, "size"}:
-        with default_storage.open(f"blobs/{value[BLOB_KEY]}.json", "rb") as fh:
+    """The value a row's reference stands for (a non-reference is returned as it is).
+
+    Only a SHA-256 names a blob, so a reference can never reach another path in storage;
+    BlobUnavailable when the blob is gone.
+    """
+    if not is_blob_ref(value):
+        return value
+    digest = value[BLOB_KEY]
+    if not is_blob_digest(digest):
+        raise BlobUnavailable(f"a recorded payload refers to {str(digest)[:80]!r}, which is not a blob digest")
+    try:
+        with default_storage.open(f"blobs/{digest}.json", "rb") as fh:
             return json.loads(fh.read())
-    return value
+    except FileNotFoundError:
+        raise BlobUnavailable(f"the recorded payload's blob {digest} is missing from storage") from None
 
 
 def run_snapshot(run: Run, *, state: Any) -> RunSnapshot:

@@ -35,7 +35,7 @@ from django.db.models.functions import Coalesce
 from approvals.models import ApprovalRequest
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run, RunEvent, Step
-from runs.services.checkpoint import BLOB_KEY
+from runs.services.checkpoint import BLOB_KEY, is_blob_digest, is_blob_ref
 
 log = logging.getLogger(__name__)
 FAILED_STATUSES = (sm.FAILED, sm.TIMED_OUT, sm.ABORTED)
@@ -68,8 +68,9 @@ def _blob_digests(run_ids: Iterable[int]) -> set[str]:
     for response in Activity.objects.filter(
         run_id__in=list(run_ids), **{f"response__{BLOB_KEY}__isnull": False}
     ).values_list("response", flat=True):
-        if isinstance(response, dict) and BLOB_KEY in response:
-            digests.add(str(response[BLOB_KEY]))
+        digest = response.get(BLOB_KEY) if is_blob_ref(response) else None  # type: ignore[union-attr]
+        if is_blob_digest(digest):  # never a path of another shape
+            digests.add(str(digest))
     return digests
 
 

@@ -11,7 +11,7 @@ from ninja import Field, Query, Router, Schema
 from approvals.models import ApprovalRequest
 from approvals.selectors import approval_get, decided_list, pending_list
 from approvals.services import approval_decide
-from cmo_site.api_support import caller, errors, requires
+from cmo_site.api_support import StrictIn, caller, errors, requires
 from runs.permissions import APPROVE, VIEW
 
 router = Router(tags=["approvals"])
@@ -49,7 +49,7 @@ class ApprovalListOut(Schema):
     approvals: list[ApprovalOut]
 
 
-class DecideIn(Schema):
+class DecideIn(StrictIn):
     approve: bool
     # The DecisionNotice envelope (runs/schemas/DecisionNotice.json) carries the reason and caps it at 5,000.
     reason: str = Field("", max_length=5000, description="required to reject")
@@ -76,7 +76,7 @@ def approval_list(request: HttpRequest, query: Query[ApprovalListQuery]) -> dict
 
 @router.post(
     "/approvals/{approval_id}/decide",
-    response={200: ApprovalOut, **errors(400, 403, 404, 409, 413, 422)},
+    response={200: ApprovalOut, **errors(400, 415, 403, 404, 409, 413, 422)},
     auth=requires(APPROVE),
 )
 def approval_decide_endpoint(request: HttpRequest, approval_id: ApprovalId, body: DecideIn) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from approvals import risk
+from runs.fields import ReadableJSONField
 
 LEVEL_CHOICES = [(level, level.title()) for level in risk.LEVELS]
 
@@ -90,11 +91,11 @@ class ApprovalRequest(models.Model):
         help_text="the request_approval activity (linked once it is recorded)",
     )
     node = models.CharField(max_length=100, blank=True)
-    action = models.JSONField(default=dict)
+    action = ReadableJSONField(default=dict)
     preview = models.TextField(blank=True)
     level = models.CharField(max_length=8, choices=LEVEL_CHOICES)
     score = models.PositiveSmallIntegerField(default=0)
-    findings = models.JSONField(default=list, blank=True)
+    findings = ReadableJSONField(default=list, blank=True)
     status = models.CharField(max_length=14, choices=STATUS_CHOICES, default=PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()

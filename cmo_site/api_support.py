@@ -14,8 +14,8 @@ conflict with the resource's state, 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE,
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
@@ -32,13 +32,14 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, StringConstraints
 
 from approvals.services import ApprovalNotPending, ApprovalNotReady, ReasonRequired
 from cmo_site.models import ApiToken
 from cmo_site.tokens import SPECIALIST, api_token_authenticate, token_roles
 from replay.bundles import BundleConflict, BundleError
 from replay.services import ReplayError
+from runs.engine import json_input
 from runs.engine.errors import GraphValidationError, InvalidTransition
 from runs.permissions import ADMIN, APPROVE, APPROVER, OPERATE, OPERATOR, ROLES, VIEW, VIEWER, user_roles
 from runs.services.runs import InvalidInput
@@ -67,41 +68,59 @@ def _to_utc(value: dt.datetime) -> dt.datetime:
         raise ValueError("the date is out of range once converted to UTC") from None
 
 
-UtcDatetime = Annotated[dt.datetime, AfterValidator(_to_utc)]
-# PositiveIntegerField and friends are 32-bit in PostgreSQL; larger numbers are a 422, not a database error.
-MAX_INT = 2**31 - 1
+_ISO_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+)
 
 
-def check_storable(value: Any, *, what: str) -> Any:
-    """``value`` unchanged if every string in it can be stored; otherwise an ApiError.
-
-    A NUL character is valid JSON but no database keeps it in text or JSON (422);
-    a lone surrogate (``"\\ud800"``) is not UTF-8 at all (400).
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ApiError(422, "unstorable_value", f"{what} contains a NUL character, which cannot be stored")
-            if not item.isascii():
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    raise ApiError(400, "malformed_request", f"{what} contains a lone surrogate: not UTF-8") from None
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+def _iso_only(value: Any) -> Any:
+    """A date or date-time written in ISO 8601; pydantic would also read 0.5 or 9999999999999 as Unix times."""
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-12-01T08:30:00Z (or a date, 2026-12-01)")
     return value
 
 
+UtcDatetime = Annotated[dt.datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
+# PositiveIntegerField and friends are 32-bit in PostgreSQL; larger numbers are a 422, not a database error.
+MAX_INT = json_input.MAX_INT
+
+
+def check_storable(value: Any, *, what: str) -> Any:
+    """``value`` unchanged if it can be stored and read back (see runs.engine.json_input); otherwise an ApiError."""
+    try:
+        return json_input.check_storable(value, what=what)
+    except json_input.JSONInputError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+JSON_MEDIA_TYPES = ("application/json",)
+
+
 class StorableJSONParser(Parser):
-    """Parse request bodies as JSON and refuse strings that cannot be stored, before any endpoint sees them."""
+    """Parse request bodies strictly, before any endpoint sees them.
+
+    The body must be sent as ``application/json`` (415 otherwise) and be JSON that can be stored
+    and read back: UTF-8 without a byte order mark, no NaN/Infinity, no NUL characters, no lone
+    surrogates, no deeper nesting than the engine stores (runs.engine.json_input).
+    """
 
     def parse_body(self, request: HttpRequest) -> Any:
-        return check_storable(json.loads(request.body), what="the request body")
+        if request.content_type not in JSON_MEDIA_TYPES:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON sent with Content-Type: application/json, not {request.content_type or 'none'}",
+            )
+        try:
+            return json_input.parse_json(request.body, what="the request body")
+        except json_input.JSONInputError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+class StrictIn(Schema):
+    """A request body: exact JSON types (5, not "5"; false is not 0) and no unknown fields (a typo is a 422)."""
+
+    model_config = ConfigDict(from_attributes=True, strict=True, extra="forbid")
 
 
 class ErrorOut(Schema):

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Body, Field, Query, Router, Schema, Status
 from pydantic import WithJsonSchema
 
-from cmo_site.api_support import MAX_INT, TraceId, caller, errors, requires
+from cmo_site.api_support import MAX_INT, StrictIn, TraceId, caller, errors, requires
 from replay.bundles import SCHEMA as BUNDLE_SCHEMA
 from replay.bundles import bundle_export, bundle_import
 from replay.services import run_compare, run_fork, run_verify
@@ -24,7 +24,7 @@ TraceBundle = Annotated[
 ]
 
 
-class ForkIn(Schema):
+class ForkIn(StrictIn):
     step: int = Field(ge=0, le=MAX_INT, description="continue after this step")
     state: Any = Field(None, description="the state to continue with (default: the recorded state at step)")
     version: int | None = Field(None, ge=1, le=MAX_INT, description="run on this graph version (same or newer)")
@@ -66,13 +66,15 @@ class CompareQuery(Schema):
 
 
 # Declared before /runs/{trace_id} routes of the runs router so "import" is not read as a trace id.
-@router.post("/runs/import", response={201: RunOut, **errors(400, 403, 409, 413, 422)}, auth=requires(OPERATE))
+@router.post("/runs/import", response={201: RunOut, **errors(400, 415, 403, 409, 413, 422)}, auth=requires(OPERATE))
 def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[str, Any]]:
     run = bundle_import(bundle=bundle)
     return Status(201, run_out(run_or_404(run.trace_id)))  # the import rewrote created_at after create
 
 
-@router.post("/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, auth=requires(OPERATE))
+@router.post(
+    "/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 415, 422)}, auth=requires(OPERATE)
+)
 def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> Status[dict[str, Any]]:
     principal = caller(request)
     child = run_fork(

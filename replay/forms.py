@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
 from django.conf import settings
 
-from cmo_site.api_support import MAX_INT, ApiError, check_storable
+from runs.engine.json_input import MAX_INT, JSONInputError, parse_json
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _json(text: str, what: str) -> Any:
-    """Parse JSON that the database can store: no NaN or Infinity, no NUL characters, no lone surrogates."""
+def _json(text: str | bytes, what: str) -> Any:
+    """Parse JSON that can be stored and read back (runs.engine.json_input), or a form error saying why."""
     try:
-        return check_storable(json.loads(text, parse_constant=_refuse_constant), what=what)
-    except ValueError as exc:  # json.JSONDecodeError included
-        raise forms.ValidationError(f"{what} is not valid JSON: {exc}") from None
-    except ApiError as exc:
+        return parse_json(text, what=what)
+    except JSONInputError as exc:
         raise forms.ValidationError(exc.message) from None
 
 
@@ -56,9 +49,4 @@ class ImportForm(forms.Form):
                 f"The file is {upload.size} bytes; bundles of at most {limit} bytes (CMO_MAX_REQUEST_BYTES) "
                 "are accepted."
             )
-        raw = upload.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise forms.ValidationError("The file is not UTF-8 text: a bundle is a JSON file.") from None
-        return _json(text, "The file")
+        return _json(upload.read(), "The file")

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from replay.diffing import state_diff
 from runs.engine.checkpointer import ActivityRecord, RunSnapshot
+from runs.engine.errors import NotJSONError
 from runs.engine.graph import END, NODES
 from runs.engine.hashing import json_hash, normalize_text
 from runs.engine.replay import Replayed, reexecute
@@ -332,10 +333,10 @@ def run_fork(*, run: Run, step: int, state: Any = None, version: int | None = No
             raise ReplayError(f"graph {graph.name!r} has no version {version}") from None
     if state is None:
         state = step_state(run_id=run.pk, index=step)
-    state, _, _, text = normalize_text(state, what="the forked state")
     try:
+        state, _, _, text = normalize_text(state, what="the forked state")
         refuse_secrets(state, text, what="the forked state")
-    except SecretInState as exc:
+    except (NotJSONError, SecretInState) as exc:
         raise ReplayError(str(exc)) from None
     try:
         next_node = route(graph.definition, step_row.node, step_row.edge)

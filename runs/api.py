@@ -20,6 +20,7 @@ from cmo_site.api_support import (
     MAX_INT,
     ApiError,
     Name,
+    StrictIn,
     TraceId,
     UtcDatetime,
     caller,
@@ -86,7 +87,7 @@ class GraphQuery(Schema):
     version: Version | None = Field(None, description="a version number (default: the latest)")
 
 
-class GraphCreateIn(Schema):
+class GraphCreateIn(StrictIn):
     definition: dict[str, Any] = Field(
         description="name, entry, nodes (registered node names), edges, optional input_schema and limits"
     )
@@ -116,7 +117,7 @@ def graph_list(request: HttpRequest) -> dict[str, Any]:
 
 @router.post(
     "/graphs",
-    response={200: GraphCreateOut, 201: GraphCreateOut, **errors(400, 403, 413, 422)},
+    response={200: GraphCreateOut, 201: GraphCreateOut, **errors(400, 415, 403, 413, 422)},
     tags=["graphs"],
     auth=requires(OPERATE),
 )
@@ -159,7 +160,7 @@ def graph_versions(request: HttpRequest, name: Name) -> dict[str, Any]:
 # -- runs ------------------------------------------------------------------------------------
 
 
-class RunStartIn(Schema):
+class RunStartIn(StrictIn):
     graph: Name
     version: Version | None = Field(None, description="default: the latest version")
     input: Any = Field(default_factory=dict, description="must match the graph's input_schema")
@@ -243,7 +244,9 @@ def run_or_404(trace_id: str) -> Run:
     return get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
 
 
-@router.post("/runs", response={201: RunOut, **errors(400, 403, 404, 413, 422)}, tags=["runs"], auth=requires(OPERATE))
+@router.post(
+    "/runs", response={201: RunOut, **errors(400, 403, 404, 413, 415, 422)}, tags=["runs"], auth=requires(OPERATE)
+)
 def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]:
     principal = caller(request)
     run = run_start(
@@ -267,6 +270,10 @@ def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]
         until=query.until,
         trace=query.trace or "",
     )
+    if query.cursor and selectors.decode_cursor(query.cursor) is None:
+        raise ApiError(
+            422, "invalid_cursor", f"cursor {query.cursor!r} is not a position in the list: pass a page's next_cursor"
+        )
     page = selectors.run_list(filters=filters, sort=query.sort, cursor=query.cursor or "", limit=query.limit)
     return {
         "runs": [{**_summary_fields(r), "graph": r.graph.name, "version": r.graph.version} for r in page.runs],
@@ -440,7 +447,7 @@ class SpecialistListOut(Schema):
     specialists: list[SpecialistOut]
 
 
-class SpecialistRegisterIn(Schema):
+class SpecialistRegisterIn(StrictIn):
     name: Name
     version: Annotated[str, Field(max_length=40, pattern=r"^[^\x00]*$")] = ""
     capabilities: list[Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]] = Field(
@@ -462,7 +469,7 @@ def specialist_list(request: HttpRequest) -> dict[str, Any]:
 
 @router.post(
     "/specialists",
-    response={200: SpecialistOut, **errors(400, 403, 413, 422)},
+    response={200: SpecialistOut, **errors(400, 415, 403, 413, 422)},
     tags=["specialists"],
     auth=requires(MANAGE_SPECIALISTS),
 )

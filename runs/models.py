@@ -14,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
+from runs.fields import ReadableJSONField
 
 
 def new_trace_id() -> str:
@@ -29,9 +30,9 @@ class Graph(models.Model):
     name = models.CharField(max_length=100)
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True)
-    definition = models.JSONField()
+    definition = ReadableJSONField()
     definition_hash = models.CharField(max_length=64)
-    node_hashes = models.JSONField(default=dict, help_text="node name -> SHA-256 of its source")
+    node_hashes = ReadableJSONField(default=dict, help_text="node name -> SHA-256 of its source")
     origin = models.CharField(max_length=8, choices=[(ORIGIN_CODE, "code"), (ORIGIN_JSON, "JSON")])
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -48,20 +49,20 @@ class Run(models.Model):
 
     trace_id = models.CharField(max_length=32, unique=True, default=new_trace_id, editable=False)
     graph = models.ForeignKey(Graph, on_delete=models.PROTECT, related_name="runs")
-    input = models.JSONField(default=dict)
+    input = ReadableJSONField(default=dict)
     seed = models.BigIntegerField()
     status = models.CharField(max_length=12, choices=STATUS_CHOICES, default=sm.PENDING)
     step_index = models.PositiveIntegerField(default=0, help_text="index of the next step to execute")
     node = models.CharField(max_length=100, null=True, blank=True, help_text="the next node to execute")
     attempt = models.PositiveIntegerField(default=1)
-    state = models.JSONField(
+    state = ReadableJSONField(
         null=True,
         blank=True,
         help_text="the state at the run's position when no step row holds it: the input, a fork's state, the end",
     )
     error = models.TextField(blank=True)
     wait_reason = models.TextField(blank=True)
-    context = models.JSONField(default=dict, blank=True, help_text="who started the run and with what role")
+    context = ReadableJSONField(default=dict, blank=True, help_text="who started the run and with what role")
 
     max_steps = models.PositiveIntegerField(default=1000)
     deadline_at = models.DateTimeField(null=True, blank=True)
@@ -115,12 +116,12 @@ class Step(models.Model):
     index = models.PositiveIntegerField()
     node = models.CharField(max_length=100)
     attempt = models.PositiveIntegerField(default=1)
-    state = models.JSONField(null=True, help_text="the full state after the step, when state_delta is null")
-    state_delta = models.JSONField(null=True, blank=True, help_text="changes from the previous step's state")
+    state = ReadableJSONField(null=True, help_text="the full state after the step, when state_delta is null")
+    state_delta = ReadableJSONField(null=True, blank=True, help_text="changes from the previous step's state")
     state_size = models.PositiveIntegerField(default=0, help_text="bytes of the full state as canonical JSON")
     state_hash = models.CharField(max_length=64)
     input_hash = models.CharField(max_length=64)
-    output = models.JSONField(null=True, blank=True)
+    output = ReadableJSONField(null=True, blank=True)
     output_hash = models.CharField(max_length=64)
     edge = models.CharField(max_length=100, null=True, blank=True)
     started_at = models.DateTimeField()
@@ -143,10 +144,10 @@ class Activity(models.Model):
     step = models.PositiveIntegerField()
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=40)
-    request = models.JSONField()
+    request = ReadableJSONField()
     request_hash = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="completed")
-    response = models.JSONField(null=True, blank=True, help_text="large responses are {'$blob': sha256}")
+    response = ReadableJSONField(null=True, blank=True, help_text="large responses are {'$blob': sha256}")
     error = models.TextField(blank=True)
     duration_ms = models.FloatField(default=0)
     attempt = models.PositiveIntegerField(default=1)
@@ -175,7 +176,7 @@ class RunEvent(models.Model):
     to_status = models.CharField(max_length=12, blank=True)
     step = models.PositiveIntegerField(null=True, blank=True)
     message = models.TextField(blank=True)
-    detail = models.JSONField(default=dict, blank=True)
+    detail = ReadableJSONField(default=dict, blank=True)
     actor = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -197,7 +198,7 @@ class Specialist(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     version = models.CharField(max_length=40, blank=True)
-    capabilities = models.JSONField(default=list, blank=True)
+    capabilities = ReadableJSONField(default=list, blank=True)
     transport = models.CharField(max_length=20, choices=TRANSPORT_CHOICES, default=TRANSPORT_INPROCESS)
     address = models.CharField(max_length=300, blank=True, help_text="stream name or URL")
     registered = models.BooleanField(default=True)

@@ -111,9 +111,10 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
     """None for a cursor that is not ours (the caller shows the first page)."""
     micros, _, pk = cursor.partition("~")
     try:
-        return _EPOCH + dt.timedelta(microseconds=int(micros)), int(pk)
+        when, ident = _EPOCH + dt.timedelta(microseconds=int(micros)), int(pk)
     except (ValueError, OverflowError):
         return None
+    return (when, ident) if 0 < ident < 2**63 else None
 
 
 def run_list(*, filters: RunFilters, sort: str = "-created", cursor: str = "", limit: int = PAGE_SIZE) -> RunPage:

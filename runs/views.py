@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from replay import selectors as replay_selectors
 from runs import selectors
 from runs.engine import statemachine as sm
+from runs.engine.json_input import JSONInputError, parse_json
 from runs.models import Graph, Run
 from runs.permissions import OPERATE, VIEW, can, primary_role, role_required
 from runs.services import leases
@@ -118,9 +119,9 @@ def run_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and graph is not None:
         text = request.POST.get("input", "")
         try:
-            data = json.loads(text or "{}")
-        except json.JSONDecodeError as exc:
-            errors = [{"path": "$", "message": f"not valid JSON: {exc}"}]
+            data = parse_json(text or "{}", what="the input")
+        except JSONInputError as exc:
+            errors = [{"path": "$", "message": exc.message}]
         else:
             errors = input_errors(graph=graph, data=data)
         if not errors:

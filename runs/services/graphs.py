@@ -6,8 +6,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from runs.engine.errors import GraphValidationError, NotJSONError
 from runs.engine.graph import GRAPHS, NODES, GraphSpec
-from runs.engine.hashing import json_hash
+from runs.engine.hashing import json_hash, normalize
 from runs.engine.validation import validate_definition
 from runs.models import Graph
 
@@ -22,7 +23,17 @@ def _node_hashes(definition: dict[str, Any]) -> dict[str, str]:
 
 
 def _validated(definition: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], str]:
-    """(validated definition, node source hashes, version digest) of ``definition``."""
+    """(validated definition, node source hashes, version digest) of ``definition``.
+
+    The definition must be storable JSON first: no NaN (a ``"timeout": NaN`` passes JSON Schema's
+    "number"), no nesting deeper than the engine stores (an input_schema 900 levels deep would
+    exhaust the schema checker's recursion).
+    """
+    try:
+        normalize(definition, what="the graph definition")
+    except NotJSONError as exc:
+        name = definition.get("name", "?") if isinstance(definition, dict) else "?"
+        raise GraphValidationError(str(name), [str(exc)]) from None
     definition = validate_definition(definition)
     node_hashes = _node_hashes(definition)
     return definition, node_hashes, json_hash({"definition": definition, "node_hashes": node_hashes})

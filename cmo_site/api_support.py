@@ -42,6 +42,7 @@ from replay.services import ReplayError
 from runs.engine import json_input
 from runs.engine.errors import GraphValidationError, InvalidTransition
 from runs.permissions import ADMIN, APPROVE, APPROVER, OPERATE, OPERATOR, ROLES, VIEW, VIEWER, user_roles
+from runs.services.checkpoint import BlobUnavailable
 from runs.services.runs import InvalidInput
 
 logger = logging.getLogger("cmo.api")
@@ -256,6 +257,7 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
     (ApprovalNotPending, 409, "not_pending"),
     (ApprovalNotReady, 409, "not_ready"),
     (BundleConflict, 409, "already_exists"),
+    (BlobUnavailable, 409, "blob_missing"),
     (InvalidInput, 422, "invalid_input"),
     (GraphValidationError, 422, "invalid_graph"),
     (ReasonRequired, 422, "reason_required"),

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "cmo_site.middleware.BodySizeLimit",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -200,8 +201,12 @@ CMO_SWEEP_SECONDS = env_float("CMO_SWEEP_SECONDS", 5.0, minimum=0.1)
 CMO_STEPS_PER_SLICE = env_int("CMO_STEPS_PER_SLICE", 100, minimum=1)
 CMO_BLOB_THRESHOLD = env_int("CMO_BLOB_THRESHOLD", 64 * 1024, minimum=1024)
 CMO_DEFAULT_MAX_STEPS = env_int("CMO_DEFAULT_MAX_STEPS", 1000, minimum=1)
-# The largest request body (API JSON, trace bundles): the policies deny payloads over 10 MB anyway.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CMO_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+# The largest request body (API JSON, forms): the policies deny payloads over 10 MB anyway.
+CMO_MAX_REQUEST_BYTES = env_int("CMO_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+# The largest trace bundle an import takes (API body or uploaded file). Larger than a request, so the
+# export of a run whose input was a full-size request imports again (cmo_site.middleware.BodySizeLimit).
+CMO_MAX_BUNDLE_BYTES = env_int("CMO_MAX_BUNDLE_BYTES", 100 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(CMO_MAX_REQUEST_BYTES, CMO_MAX_BUNDLE_BYTES)
 # How many times in all a specialist may be invoked for one activity when it answers with a RetryDirective.
 CMO_A2A_MAX_ATTEMPTS = env_int("CMO_A2A_MAX_ATTEMPTS", 3, minimum=1)
 try:

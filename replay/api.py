@@ -68,7 +68,8 @@ class CompareQuery(Schema):
 # Declared before /runs/{trace_id} routes of the runs router so "import" is not read as a trace id.
 @router.post("/runs/import", response={201: RunOut, **errors(400, 415, 403, 409, 413, 422)}, auth=requires(OPERATE))
 def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[str, Any]]:
-    run = bundle_import(bundle=bundle)
+    principal = caller(request)
+    run = bundle_import(bundle=bundle, user=principal.user, role=principal.primary_role)
     return Status(201, run_out(run_or_404(run.trace_id)))  # the import rewrote created_at after create
 
 
@@ -78,7 +79,12 @@ def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[s
 def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> Status[dict[str, Any]]:
     principal = caller(request)
     child = run_fork(
-        run=run_or_404(trace_id), step=body.step, state=body.state, version=body.version, actor=principal.username
+        run=run_or_404(trace_id),
+        step=body.step,
+        state=body.state,
+        version=body.version,
+        user=principal.user,
+        role=principal.primary_role,
     )
     return Status(201, run_out(child))
 

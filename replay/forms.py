@@ -42,11 +42,11 @@ class ImportForm(forms.Form):
 
     def clean_bundle(self) -> Any:
         upload = self.cleaned_data["bundle"]
-        # The API's limit (CMO_MAX_REQUEST_BYTES) holds here too, checked before the file is read into memory.
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        # The API's bundle limit (CMO_MAX_BUNDLE_BYTES) holds here too, checked before the file is read into memory.
+        limit = settings.CMO_MAX_BUNDLE_BYTES
         if upload.size is not None and upload.size > limit:
             raise forms.ValidationError(
-                f"The file is {upload.size} bytes; bundles of at most {limit} bytes (CMO_MAX_REQUEST_BYTES) "
+                f"The file is {upload.size} bytes; bundles of at most {limit} bytes (CMO_MAX_BUNDLE_BYTES) "
                 "are accepted."
             )
         return _json(upload.read(), "The file")

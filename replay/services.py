@@ -9,6 +9,7 @@ import difflib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from replay.diffing import state_diff
@@ -312,10 +313,20 @@ def _pair(a: tuple[int, str, str, Any], b: tuple[int, str, str, Any]) -> Compare
 # -- forks --------------------------------------------------------------------------
 
 
-def run_fork(*, run: Run, step: int, state: Any = None, version: int | None = None, actor: str = "") -> Run:
+def run_fork(
+    *,
+    run: Run,
+    step: int,
+    state: Any = None,
+    version: int | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    role: str = "",
+) -> Run:
     """A new run that continues from step ``step`` of ``run``, optionally with edited state.
 
-    One transaction: the new run exists PENDING at step ``step + 1`` with its
+    The fork executes with the identity and ``role`` of ``user``, who forks it (and is its
+    creator): never with the parent's, so forking an admin's run gives an operator no admin
+    rights. One transaction: the new run exists PENDING at step ``step + 1`` with its
     parent recorded, or nothing is written. It runs on ``run``'s graph version
     or a newer version of the same graph.
     """
@@ -346,6 +357,7 @@ def run_fork(*, run: Run, step: int, state: Any = None, version: int | None = No
         raise ReplayError(f"step {step} ended the run; there is nothing to continue")
     if next_node not in {n["name"] for n in graph.definition["nodes"]}:
         raise ReplayError(f"node {next_node!r} is not in version {graph.version}")
+    actor = user.get_username() if user is not None and user.is_authenticated else ""
     with transaction.atomic():
         child = Run.objects.create(
             graph=graph,
@@ -357,15 +369,16 @@ def run_fork(*, run: Run, step: int, state: Any = None, version: int | None = No
             max_steps=graph.definition.get("max_steps", run.max_steps),
             parent=run,
             parent_step=step,
-            context={**run.context, "forked_by": actor},
+            created_by=user if actor else None,  # type: ignore[misc]
+            context={"user": actor, "role": role, "forked_from": run.trace_id},
         )
         run_event_add(
             run_id=child.pk,
             kind="created",
             to_status="PENDING",
             actor=actor,
-            message=f"forked from {run.trace_id} at step {step}",
-            detail={"parent": run.trace_id, "parent_step": step, "version": graph.version},
+            message=f"forked from {run.trace_id} at step {step} by {actor or 'an anonymous caller'}",
+            detail={"parent": run.trace_id, "parent_step": step, "version": graph.version, "role": role},
         )
         run_event_add(
             run_id=run.pk,

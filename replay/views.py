@@ -17,7 +17,7 @@ from replay.bundles import BundleConflict, BundleError, bundle_export, bundle_im
 from replay.forms import ForkForm, ImportForm
 from replay.services import ReplayError, run_fork
 from runs.models import Run, Step
-from runs.permissions import OPERATE, VIEW, role_required
+from runs.permissions import OPERATE, VIEW, primary_role, role_required
 from runs.selectors import step_state
 
 
@@ -67,7 +67,8 @@ def run_fork_view(request: HttpRequest, trace_id: str) -> HttpResponse:
                     step=data["step"],
                     state=data["state"],
                     version=data["version"],
-                    actor=request.user.get_username(),
+                    user=request.user,
+                    role=primary_role(request.user),
                 )
             except ReplayError as exc:
                 form.add_error(None, str(exc))
@@ -114,7 +115,9 @@ def run_import_view(request: HttpRequest) -> HttpResponse:
         status = 400
         if form.is_valid():
             try:
-                run = bundle_import(bundle=form.cleaned_data["bundle"])
+                run = bundle_import(
+                    bundle=form.cleaned_data["bundle"], user=request.user, role=primary_role(request.user)
+                )
             except BundleConflict as exc:
                 existing = selectors.run_find(trace_id=form.cleaned_data["bundle"]["run"]["trace_id"])
                 form.add_error("bundle", str(exc))

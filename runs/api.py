@@ -62,7 +62,7 @@ class GraphOut(Schema):
     name: str
     version: int
     description: str
-    origin: Literal["code", "json"]
+    origin: Literal["code", "json", "import"]
     definition: dict[str, Any]
     definition_hash: str
     node_hashes: dict[str, str]
@@ -72,7 +72,7 @@ class GraphOut(Schema):
 class GraphVersionOut(Schema):
     version: int
     description: str
-    origin: Literal["code", "json"]
+    origin: Literal["code", "json", "import"]
     definition_hash: str
     created_at: dt.datetime
     runs: int
@@ -180,7 +180,8 @@ class RunOut(Schema):
     wait_reason: str
     input: Any
     seed: int
-    created_by: str
+    created_by: str = Field(description="who started, forked or imported the run")
+    role: str = Field(description="the role the run executes with: its creator's at creation, never more")
     parent_trace_id: str | None
     parent_step: int | None
     pinned: bool
@@ -233,6 +234,7 @@ def run_out(run: Run) -> dict[str, Any]:
         "input": run.input,
         "seed": run.seed,
         "created_by": run.context.get("user", ""),
+        "role": run.context.get("role", ""),
         "parent_trace_id": run.parent.trace_id if run.parent else None,
         "parent_step": run.parent_step,
         "pinned": run.pinned,

@@ -26,6 +26,8 @@ class Graph(models.Model):
 
     ORIGIN_CODE = "code"
     ORIGIN_JSON = "json"
+    # A definition that came with an imported run and matched no stored version: history, not published.
+    ORIGIN_IMPORT = "import"
 
     name = models.CharField(max_length=100)
     version = models.PositiveIntegerField()
@@ -33,7 +35,9 @@ class Graph(models.Model):
     definition = ReadableJSONField()
     definition_hash = models.CharField(max_length=64)
     node_hashes = ReadableJSONField(default=dict, help_text="node name -> SHA-256 of its source")
-    origin = models.CharField(max_length=8, choices=[(ORIGIN_CODE, "code"), (ORIGIN_JSON, "JSON")])
+    origin = models.CharField(
+        max_length=8, choices=[(ORIGIN_CODE, "code"), (ORIGIN_JSON, "JSON"), (ORIGIN_IMPORT, "imported")]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,6 +9,7 @@ only; a changed list that did not just grow is set whole).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 Op = list[Any]
@@ -32,6 +33,15 @@ def diff(old: Any, new: Any, path: list[str] | None = None) -> list[Op]:
     if old == new and type(old) is type(new):
         return []
     return [["set", path, new]]
+
+
+def encode(previous: Any, state: Any, *, state_size: int) -> list[Op] | None:
+    """The delta from ``previous`` to ``state`` when it is under half the state's ``state_size`` bytes,
+    else None: a snapshot is then cheaper to store and to read."""
+    ops = diff(previous, state)
+    if len(json.dumps(ops, separators=(",", ":"))) * 2 > state_size:
+        return None
+    return ops
 
 
 def apply(value: Any, ops: list[Op], *, in_place: bool = False) -> Any:

@@ -94,11 +94,12 @@ def is_blob_digest(value: Any) -> bool:
     return isinstance(value, str) and bool(_DIGEST.match(value))
 
 
-def blob_store(value: Any) -> Any:
+def blob_store(value: Any, *, written: list[str] | None = None) -> Any:
     """Keep payloads over CMO_BLOB_THRESHOLD in storage; the row holds a reference.
 
     A small value that merely looks like a reference (an HTTP server can answer anything) is
-    stored as a blob too, so every reference in a row is one this function made.
+    stored as a blob too, so every reference in a row is one this function made. The path of a
+    blob it creates is appended to ``written`` (a caller that may roll back removes them).
     """
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     if len(text) <= settings.CMO_BLOB_THRESHOLD and not is_blob_ref(value):
@@ -106,7 +107,9 @@ def blob_store(value: Any) -> Any:
     digest = sha256_hex(text)
     path = f"blobs/{digest}.json"
     if not default_storage.exists(path):
-        default_storage.save(path, ContentFile(text.encode()))
+        saved = default_storage.save(path, ContentFile(text.encode()))
+        if written is not None:
+            written.append(saved)
     return {BLOB_KEY: digest, "size": len(text)}
 
 

@@ -91,12 +91,16 @@ def test_an_imported_run_keeps_its_original_creation_time() -> None:
     )
 
 
-def test_a_bundle_over_the_upload_limit_is_a_413() -> None:
+def test_a_bundle_over_the_bundle_limit_is_a_413_and_the_request_limit_does_not_apply() -> None:
     run = start_and_execute("t-count", {"target": 2})
     operator = client_as("operator")
     bundle = operator.get(f"/api/runs/{run.trace_id}/export").json()
     Run.objects.filter(pk=run.pk).delete()
-    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=len(json.dumps(bundle)) - 1):
+    with override_settings(CMO_MAX_BUNDLE_BYTES=len(json.dumps(bundle)) - 1):
         assert_error(post_json(operator, "/api/runs/import", bundle), 413, "payload_too_large")
+    assert not Run.objects.exists()
+    with override_settings(CMO_MAX_REQUEST_BYTES=1024):
+        too_big = post_json(operator, "/api/runs", {"graph": "t-count", "input": {"x": "y" * 2000}})
+        assert_error(too_big, 413, "payload_too_large")
     assert not Run.objects.exists()
     assert post_json(operator, "/api/runs/import", bundle).status_code == 201

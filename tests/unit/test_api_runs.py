@@ -53,7 +53,7 @@ def test_malformed_json_is_a_400(operator: Client) -> None:
     assert_error(response, 400, "malformed_request")
 
 
-@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+@override_settings(CMO_MAX_REQUEST_BYTES=1000)
 def test_a_body_over_the_upload_limit_is_a_413(operator: Client) -> None:
     response = post_json(operator, "/api/runs", {"graph": "t-count", "input": {"pad": "x" * 2000}})
     assert_error(response, 413, "payload_too_large")

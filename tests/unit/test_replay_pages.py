@@ -329,7 +329,7 @@ def test_a_tampered_or_malformed_bundle_is_refused_with_a_message(operator: Clie
     bundle = bundle_export(run=pipeline())
     Run.objects.all().delete()
     tampered = json.loads(json.dumps(bundle))
-    tampered["steps"][2]["state"]["rolls"] = [6]
+    tampered["steps"][2]["duration_ms"] += 1
     cases = [
         (json.dumps(tampered).encode(), "tampered bundle: its content does not match its sha256"),
         (json.dumps({k: v for k, v in bundle.items() if k != "steps"}).encode(), "&#x27;steps&#x27; is a required"),
@@ -347,15 +347,15 @@ def test_a_tampered_or_malformed_bundle_is_refused_with_a_message(operator: Clie
     assert not Run.objects.exists()
 
 
-def test_the_import_page_keeps_the_api_upload_limit(operator: Client, settings: Any) -> None:
+def test_the_import_page_keeps_the_api_bundle_limit(operator: Client, settings: Any) -> None:
     bundle = json.dumps(bundle_export(run=pipeline())).encode()
     Run.objects.all().delete()
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(bundle) - 1  # CMO_MAX_REQUEST_BYTES
+    settings.CMO_MAX_BUNDLE_BYTES = len(bundle) - 1
     upload = SimpleUploadedFile("bundle.json", bundle, content_type="application/json")
     response = operator.post("/runs/import/", {"bundle": upload})
     assert response.status_code == 400
     assert (
-        f"The file is {len(bundle)} bytes; bundles of at most {len(bundle) - 1} bytes (CMO_MAX_REQUEST_BYTES) "
+        f"The file is {len(bundle)} bytes; bundles of at most {len(bundle) - 1} bytes (CMO_MAX_BUNDLE_BYTES) "
         "are accepted." in response.content.decode()
     )
     assert not Run.objects.exists()

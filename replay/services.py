@@ -313,6 +313,13 @@ def _pair(a: tuple[int, str, str, Any], b: tuple[int, str, str, Any]) -> Compare
 # -- forks --------------------------------------------------------------------------
 
 
+def _step_owner(run: Run, index: int) -> Run:
+    """The run whose row holds step ``index`` of ``run``'s history: a fork inherits its steps up to its fork step."""
+    while run.parent_id is not None and run.parent_step is not None and index <= run.parent_step:
+        run = Run.objects.get(pk=run.parent_id)
+    return run
+
+
 def run_fork(
     *,
     run: Run,
@@ -330,8 +337,9 @@ def run_fork(
     parent recorded, or nothing is written. It runs on ``run``'s graph version
     or a newer version of the same graph.
     """
+    owner = _step_owner(run, step)
     try:
-        step_row = Step.objects.get(run=run, index=step)
+        step_row = Step.objects.get(run=owner, index=step)
     except Step.DoesNotExist:
         raise ReplayError(f"run {run.trace_id} has no step {step} to fork from") from None
     graph = run.graph
@@ -343,7 +351,7 @@ def run_fork(
         except Graph.DoesNotExist:
             raise ReplayError(f"graph {graph.name!r} has no version {version}") from None
     if state is None:
-        state = step_state(run_id=run.pk, index=step)
+        state = step_state(run_id=owner.pk, index=step)
     try:
         state, _, _, text = normalize_text(state, what="the forked state")
         refuse_secrets(state, text, what="the forked state")

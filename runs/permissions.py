@@ -43,6 +43,8 @@ def user_roles(user: Any) -> set[str]:
     roles = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
     if user.is_superuser:
         roles.add(ADMIN)
+    if ADMIN in roles:  # admin is everything: so an admin's operator token is an operator, not a viewer
+        roles |= {OPERATOR, APPROVER}
     roles.add(VIEWER)
     user._cmo_roles = frozenset(roles)
     return roles

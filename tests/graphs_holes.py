@@ -79,3 +79,18 @@ def h_artifact(state: dict[str, Any], ctx: Any) -> Any:
 
 graph("h-artifact", entry="h_artifact", edges=[("h_artifact", END)])
 
+
+
+@node("h_prepare")
+def h_prepare(state: dict[str, Any], ctx: Any) -> Any:
+    return ctx.result({**state, "prepared": True})
+
+
+@node("h_pii_call")
+def h_pii_call(state: dict[str, Any], ctx: Any) -> Any:
+    """A specialist call that declares PII: the policies allow it to the admin role only."""
+    answer = ctx.activities.send_a2a("h-bulk", "lookup", {"fields": ["email"], "session_token": "t"})
+    return ctx.result({**state, "answer": answer})
+
+
+graph("h-pii", entry="h_prepare", edges=[("h_prepare", "h_pii_call"), ("h_pii_call", END)])

@@ -29,6 +29,11 @@ class ApiToken(models.Model):
         choices=TOKEN_ROLE_CHOICES,
         help_text="the most this token may do; it never exceeds the user's own roles",
     )
+    specialist = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="for a specialist token: the one specialist it may register and heartbeat (blank: new names only)",
+    )
     prefix = models.CharField(max_length=16, db_index=True, editable=False)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -45,3 +50,4 @@ class ApiToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+

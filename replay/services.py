@@ -25,6 +25,7 @@ from runs.selectors import step_state, step_states
 from runs.services.checkpoint import activity_record, run_snapshot
 from runs.services.dispatch import run_wake
 from runs.services.events import run_event_add
+from runs.services.graphs import GraphNotRunnable, graph_run_refusal
 
 
 class ReplayError(ValueError):
@@ -333,7 +334,8 @@ def run_fork(
 
     The fork executes with the identity and ``role`` of ``user``, who forks it (and is its
     creator): never with the parent's, so forking an admin's run gives an operator no admin
-    rights. One transaction: the new run exists PENDING at step ``step + 1`` with its
+    rights; on a version that came with an imported run, only if ``user`` may run it
+    (GraphNotRunnable). One transaction: the new run exists PENDING at step ``step + 1`` with its
     parent recorded, or nothing is written. It runs on ``run``'s graph version
     or a newer version of the same graph.
     """
@@ -344,12 +346,16 @@ def run_fork(
         raise ReplayError(f"run {run.trace_id} has no step {step} to fork from") from None
     graph = run.graph
     if version is not None and version != graph.version:
-        if version < graph.version:
+        # An imported run's version is history; it may continue on any published version of its graph.
+        if version < graph.version and graph.origin != Graph.ORIGIN_IMPORT:
             raise ReplayError(f"a fork runs on version {graph.version} or newer, not {version}")
         try:
             graph = Graph.objects.get(name=graph.name, version=version)
         except Graph.DoesNotExist:
             raise ReplayError(f"graph {graph.name!r} has no version {version}") from None
+    refusal = graph_run_refusal(graph=graph, user=user, role=role)
+    if refusal:
+        raise GraphNotRunnable(refusal)
     if state is None:
         state = step_state(run_id=owner.pk, index=step)
     try:

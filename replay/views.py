@@ -19,6 +19,7 @@ from replay.services import ReplayError, run_fork
 from runs.models import Run, Step
 from runs.permissions import OPERATE, VIEW, primary_role, role_required
 from runs.selectors import step_state
+from runs.services.graphs import GraphNotRunnable
 
 
 def _run(trace_id: str) -> Run:
@@ -70,7 +71,7 @@ def run_fork_view(request: HttpRequest, trace_id: str) -> HttpResponse:
                     user=request.user,
                     role=primary_role(request.user),
                 )
-            except ReplayError as exc:
+            except (ReplayError, GraphNotRunnable) as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Forked run {run.trace_id} at step {data['step']}: this is the new run.")

@@ -122,7 +122,10 @@ def graph_list(request: HttpRequest) -> dict[str, Any]:
     auth=requires(OPERATE),
 )
 def graph_create(request: HttpRequest, body: GraphCreateIn) -> Status[dict[str, Any]]:
-    graph, created = graph_create_from_json(definition=body.definition)
+    principal = caller(request)
+    graph, created = graph_create_from_json(
+        definition=body.definition, user=principal.user, role=principal.primary_role
+    )
     return Status(201 if created else 200, {"created": created, "graph": graph})
 
 

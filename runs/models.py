@@ -35,6 +35,14 @@ class Graph(models.Model):
     definition = ReadableJSONField()
     definition_hash = models.CharField(max_length=64)
     node_hashes = ReadableJSONField(default=dict, help_text="node name -> SHA-256 of its source")
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who published this JSON version; the publisher of a name's first JSON version owns the name",
+    )
     origin = models.CharField(
         max_length=8, choices=[(ORIGIN_CODE, "code"), (ORIGIN_JSON, "JSON"), (ORIGIN_IMPORT, "imported")]
     )
@@ -207,6 +215,14 @@ class Specialist(models.Model):
     address = models.CharField(max_length=300, blank=True, help_text="stream name or URL")
     registered = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who first registered it over the API; with admins and tokens bound to the name, who may change it",
+    )
     max_in_flight = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -251,3 +267,21 @@ class WorkerStatus(models.Model):
 
     def __str__(self) -> str:
         return self.owner
+
+
+class AuditEvent(models.Model):
+    """Who changed something runs depend on, when, and how: published a graph version, (re)registered a
+    specialist. Run-level events stay RunEvents; these have no run."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200, blank=True, help_text="user name, or blank for the command line")
+    action = models.CharField(max_length=40)
+    target = models.CharField(max_length=200, help_text="what changed, e.g. graph:check-url or specialist:healer")
+    detail = ReadableJSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["target", "-at"], name="audit_target_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor or '-'} {self.action} {self.target}"

@@ -313,7 +313,12 @@ def graph_summaries() -> list[dict[str, Any]]:
 
 
 def graph_versions(*, name: str) -> list[Graph]:
-    return list(Graph.objects.filter(name=name).order_by("-version").annotate(run_count=Count("runs")))
+    return list(
+        Graph.objects.filter(name=name)
+        .select_related("published_by")
+        .order_by("-version")
+        .annotate(run_count=Count("runs"))
+    )
 
 
 def approvals_waiting_count() -> int:

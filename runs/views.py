@@ -20,6 +20,7 @@ from runs.engine.json_input import JSONInputError, parse_json
 from runs.models import Graph, Run
 from runs.permissions import OPERATE, VIEW, can, primary_role, role_required
 from runs.services import leases
+from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
 from runs.services.specialists import specialist_caps
 
@@ -135,6 +136,8 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 )
             except InvalidInput as exc:
                 errors = exc.errors
+            except GraphNotRunnable as exc:
+                errors = [{"path": "$", "message": str(exc)}]
             else:
                 messages.success(request, f"Run {run.trace_id} started.")
                 return redirect("runs:run_detail", trace_id=run.trace_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from runs.engine.errors import GraphValidationError, NotJSONError
@@ -11,6 +13,8 @@ from runs.engine.graph import GRAPHS, NODES, GraphSpec
 from runs.engine.hashing import json_hash, normalize
 from runs.engine.validation import validate_definition
 from runs.models import Graph
+from runs.permissions import ADMIN
+from runs.services.audit import audit_record
 
 
 def _node_hashes(definition: dict[str, Any]) -> dict[str, str]:
@@ -57,18 +61,32 @@ def _validated_code_graph(definition: dict[str, Any]) -> tuple[dict[str, Any], d
     return found
 
 
-def _store(definition: dict[str, Any], *, origin: str, code: bool = False) -> tuple[Graph, bool]:
-    """Store ``definition`` as a new version unless the latest version has the same hash.
+class GraphPublishRefused(PermissionDenied):
+    """The caller may not publish this graph name (reserved for code, or owned by someone else): a 403."""
+
+
+class GraphNotRunnable(PermissionDenied):
+    """The version did not come from the code or its owner (an imported definition): only an admin or the
+    name's owner may run it (a 403)."""
+
+
+def _store(
+    definition: dict[str, Any], *, origin: str, code: bool = False, publisher: AbstractBaseUser | None = None
+) -> tuple[Graph, bool]:
+    """Store ``definition`` as a new version unless the latest version of its origin has the same hash.
 
     The hash covers the definition and every node's source, so a code change
-    makes a new version; runs keep the version they started on.
+    makes a new version; runs keep the version they started on. A code graph is
+    compared with its latest code version only, so a version that came from
+    elsewhere (an import) does not make every later sync store the code again.
     """
     definition, node_hashes, digest = _validated_code_graph(definition) if code else _validated(definition)
     name = definition["name"]
     for _ in range(3):
         latest = Graph.objects.filter(name=name).order_by("-version").first()
-        if latest is not None and latest.definition_hash == digest:
-            return latest, False
+        same_origin = latest if latest is None or latest.origin == origin else _latest(name, origin)
+        if same_origin is not None and same_origin.definition_hash == digest:
+            return same_origin, False
         try:
             with transaction.atomic():
                 graph = Graph.objects.create(
@@ -79,11 +97,32 @@ def _store(definition: dict[str, Any], *, origin: str, code: bool = False) -> tu
                     definition_hash=digest,
                     node_hashes=node_hashes,
                     origin=origin,
+                    published_by=publisher,  # type: ignore[misc]
                 )
+                if not code:
+                    audit_record(
+                        actor=publisher.get_username() if publisher is not None else "",
+                        action="graph_published",
+                        target=f"graph:{name}",
+                        detail={"version": graph.version, "definition_hash": digest, "origin": origin},
+                    )
             return graph, True
         except IntegrityError:
             continue  # another process stored the same version first; look again
     raise RuntimeError(f"could not store a new version of graph {name!r}")
+
+
+def _latest(name: str, origin: str) -> Graph | None:
+    return Graph.objects.filter(name=name, origin=origin).order_by("-version").first()
+
+
+def graph_owner(*, name: str) -> AbstractBaseUser | None:
+    """Who owns JSON graph ``name``: the publisher of its first JSON version (None: nobody, or the command line)."""
+    first = Graph.objects.filter(name=name, origin=Graph.ORIGIN_JSON).order_by("version").select_related(
+        "published_by"
+    )
+    row = first.first()
+    return row.published_by if row is not None else None
 
 
 def graph_sync(*, spec: GraphSpec) -> tuple[Graph, bool]:
@@ -95,14 +134,70 @@ def graph_sync_all() -> list[tuple[Graph, bool]]:
     return [graph_sync(spec=spec) for spec in GRAPHS.all()]
 
 
-def graph_create_from_json(*, definition: Any) -> tuple[Graph, bool]:
-    """Store a JSON definition that names registered nodes (GraphValidationError if invalid)."""
-    return _store(definition, origin=Graph.ORIGIN_JSON)
+def graph_publish_refusal(*, name: str, user: AbstractBaseUser | None, role: str) -> str:
+    """Why ``user`` (with ``role``) may not publish a version of graph ``name``, or "" if they may.
+
+    A code graph's versions come from its code only. A JSON graph belongs to whoever published its
+    first version; after that only they or an admin publish versions. A new name is anyone's to take
+    who may operate. The command line (no user) is trusted like an admin.
+    """
+    if name in {spec.name for spec in GRAPHS.all()}:
+        return f"graph {name!r} is defined in code: its versions come from the code, never from a JSON definition"
+    if user is None or role == ADMIN:
+        return ""
+    owner = graph_owner(name=name)
+    published = Graph.objects.filter(name=name, origin=Graph.ORIGIN_JSON).exists()
+    if published and (owner is None or owner.pk != user.pk):
+        who = owner.get_username() if owner is not None else "the command line"
+        return f"graph {name!r} belongs to {who}: only they or an admin may publish its versions"
+    return ""
+
+
+def graph_create_from_json(
+    *, definition: Any, user: AbstractBaseUser | None = None, role: str = ""
+) -> tuple[Graph, bool]:
+    """Publish a JSON definition that names registered nodes, as ``user`` (None: the command line).
+
+    GraphValidationError if invalid; GraphPublishRefused if the name is reserved for code or owned by
+    someone else. A new version is recorded in the audit log (``graph_published``).
+    """
+    name = definition.get("name") if isinstance(definition, dict) else None
+    if isinstance(name, str):
+        refusal = graph_publish_refusal(name=name, user=user, role=role)
+        if refusal:
+            raise GraphPublishRefused(refusal)
+    return _store(definition, origin=Graph.ORIGIN_JSON, publisher=user)
+
+
+def graph_run_refusal(*, graph: Graph, user: Any, role: str) -> str:
+    """Why a run on ``graph`` may not start (or be forked) for ``user`` with ``role``, or "" if it may.
+
+    Code versions and JSON versions that their owner published run for anyone who may operate. A
+    version that came from elsewhere (an imported bundle, or a JSON version of a name that code now
+    defines) never went through publishing: only an admin, or the owner of a JSON name, runs it.
+    """
+    if graph.origin == Graph.ORIGIN_CODE or role == ADMIN:
+        return ""
+    code_name = graph.name in {spec.name for spec in GRAPHS.all()}
+    if graph.origin == Graph.ORIGIN_JSON and not code_name:
+        return ""
+    if not code_name and user is not None and getattr(user, "is_authenticated", False):
+        owner = graph_owner(name=graph.name)
+        if owner is not None and owner.pk == user.pk:
+            return ""
+    where = "came with an imported run" if graph.origin == Graph.ORIGIN_IMPORT else "is not the code's definition"
+    return (
+        f"version {graph.version} of graph {graph.name!r} {where}; only an admin"
+        + ("" if code_name else " or the graph's owner")
+        + " may run it: start or fork on a published version instead"
+    )
 
 
 def graph_resolve(*, name: str, version: int | None = None) -> Graph:
-    """The stored graph ``name`` at ``version`` (default: latest), syncing code graphs first.
+    """The stored graph ``name`` at ``version`` (default: the latest published version), syncing code graphs first.
 
+    A code graph's default is its code version; a JSON graph's is its latest JSON version (imported
+    versions are history: they are only chosen by number, or when nothing was published).
     Raises Graph.DoesNotExist with a message naming what is known.
     """
     spec = GRAPHS.get(name)
@@ -111,7 +206,10 @@ def graph_resolve(*, name: str, version: int | None = None) -> Graph:
         if version is None or version == synced.version:
             return synced
     qs = Graph.objects.filter(name=name)
-    graph = (qs.filter(version=version) if version is not None else qs.order_by("-version")).first()
+    if version is not None:
+        graph = qs.filter(version=version).first()
+    else:
+        graph = qs.exclude(origin=Graph.ORIGIN_IMPORT).order_by("-version").first() or qs.order_by("-version").first()
     if graph is None:
         known = sorted(set(Graph.objects.values_list("name", flat=True)) | {g.name for g in GRAPHS.all()})
         if qs.exists():

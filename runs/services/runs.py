@@ -18,7 +18,7 @@ from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.models import Graph, Run
 from runs.services.dispatch import run_wake
 from runs.services.events import run_event_add, run_transition
-from runs.services.graphs import graph_resolve
+from runs.services.graphs import GraphNotRunnable, graph_resolve, graph_run_refusal
 
 
 class InvalidInput(ValueError):
@@ -51,10 +51,14 @@ def run_start(
     """Create a PENDING run and wake a worker after commit.
 
     The run exists durably when this returns: a lost wake-up only delays it
-    until a worker polls or the scheduler sweeps. Raises Graph.DoesNotExist or
+    until a worker polls or the scheduler sweeps. Raises Graph.DoesNotExist,
+    GraphNotRunnable (an imported version, for someone who may not run it) or
     InvalidInput before anything is written.
     """
     graph = graph_resolve(name=graph_name, version=version)
+    refusal = graph_run_refusal(graph=graph, user=user, role=role)
+    if refusal:
+        raise GraphNotRunnable(refusal)
     try:
         data, _, _, text = normalize_text(data, what="the run input")
     except NotJSONError as exc:

@@ -44,7 +44,7 @@ def test_an_invalid_json_definition_is_refused_and_nothing_is_stored(tmp_path: P
     assert not Graph.objects.filter(name="json-bad").exists()
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    with pytest.raises(CommandError, match="cannot read a JSON definition"):
+    with pytest.raises(CommandError, match="the definition is not valid JSON"):
         call_command("sync_graphs", "--json", str(broken), stdout=io.StringIO())
 
 

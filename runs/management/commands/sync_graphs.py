@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.errors import GraphValidationError
-from runs.services.graphs import graph_create_from_json, graph_sync_all
+from runs.engine.json_input import JSONInputError, parse_json
+from runs.services.graphs import GraphPublishRefused, graph_create_from_json, graph_sync_all
 
 
 class Command(BaseCommand):
@@ -26,12 +26,14 @@ class Command(BaseCommand):
         results = graph_sync_all()
         for path in options["json"]:
             try:
-                definition = json.loads(Path(path).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+                definition = parse_json(Path(path).read_bytes(), what="the definition")
+            except OSError as exc:
                 raise CommandError(f"{path}: cannot read a JSON definition: {exc}") from None
+            except JSONInputError as exc:
+                raise CommandError(f"{path}: {exc.message}") from None
             try:
                 results.append(graph_create_from_json(definition=definition))
-            except GraphValidationError as exc:
+            except (GraphValidationError, GraphPublishRefused) as exc:
                 raise CommandError(f"{path}: {exc}") from None
         for graph, created in results:
             self.stdout.write(f"{graph.name} v{graph.version} {'created' if created else 'unchanged'}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -45,12 +46,25 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def api_token_create(*, user: AbstractBaseUser, role: str, name: str = "") -> tuple[ApiToken, str]:
-    """Store a new token for ``user`` capped at ``role``; returns the row and the token (shown once)."""
+SPECIALIST_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")
+
+
+def api_token_create(
+    *, user: AbstractBaseUser, role: str, name: str = "", specialist: str = ""
+) -> tuple[ApiToken, str]:
+    """Store a new token for ``user`` capped at ``role``; returns the row and the token (shown once).
+
+    ``specialist`` binds a specialist token to one specialist name: it may register and heartbeat
+    that specialist, even over a row someone else registered, and nothing else.
+    """
     if role not in TOKEN_ROLES:
         raise TokenRoleError(f"unknown token role {role!r}; roles: {', '.join(TOKEN_ROLES)}")
+    if specialist and (role != SPECIALIST or not SPECIALIST_NAME.match(specialist)):
+        raise TokenRoleError(f"only a specialist token is bound to a specialist, and {specialist!r} must be a name")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user=user, role=role, name=name, prefix=raw[:PREFIX_LENGTH], token_hash=_digest(raw))  # type: ignore[misc]
+    token = ApiToken(  # type: ignore[misc]
+        user=user, role=role, name=name, specialist=specialist, prefix=raw[:PREFIX_LENGTH], token_hash=_digest(raw)
+    )
     token.save()
     return token, raw
 
@@ -96,6 +110,7 @@ def token_summary(token: ApiToken) -> dict[str, Any]:
         "prefix": token.prefix,
         "user": token.user.get_username(),
         "role": token.role,
+        "specialist": token.specialist,
         "name": token.name,
         "created_at": token.created_at,
         "last_used_at": token.last_used_at,

@@ -32,7 +32,12 @@ from runs.models import Activity, Graph, Run, Specialist
 from runs.permissions import OPERATE, VIEW
 from runs.services.graphs import graph_create_from_json, graph_resolve
 from runs.services.runs import run_abort, run_start
-from runs.services.specialists import specialist_heartbeat, specialist_register, specialist_status
+from runs.services.specialists import (
+    RegistryCaller,
+    specialist_heartbeat,
+    specialist_register,
+    specialist_status,
+)
 
 router = Router()
 
@@ -485,8 +490,20 @@ def specialist_register_endpoint(request: HttpRequest, body: SpecialistRegisterI
         capabilities=body.capabilities,
         transport=body.transport,
         address=body.address,
+        caller=_registry_caller(request),
     )
     return _specialist_out(row)
+
+
+def _registry_caller(request: HttpRequest) -> RegistryCaller:
+    principal = caller(request)
+    token = principal.token
+    return RegistryCaller(
+        user=principal.user,
+        role=principal.primary_role,
+        bound_to=token.specialist if token is not None else "",
+        via=f"token {token.prefix}" if token is not None else "session",
+    )
 
 
 @router.post(
@@ -496,7 +513,7 @@ def specialist_register_endpoint(request: HttpRequest, body: SpecialistRegisterI
     auth=requires(MANAGE_SPECIALISTS),
 )
 def specialist_heartbeat_endpoint(request: HttpRequest, name: Name) -> dict[str, Any]:
-    if not specialist_heartbeat(name=name):
+    if not specialist_heartbeat(name=name, caller=_registry_caller(request)):
         raise ApiError(404, "not_found", f"specialist {name!r} is not registered; register it first")
     return _specialist_out(Specialist.objects.get(name=name))
 

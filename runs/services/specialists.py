@@ -5,14 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.utils import timezone
 
 from runs.engine.specialists import SPECIALISTS
 from runs.models import Specialist
+from runs.permissions import ADMIN
+from runs.services.audit import audit_record
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +75,91 @@ def specialist_sync_inprocess() -> list[Specialist]:
     return rows
 
 
-def specialist_register(
-    *, name: str, version: str, capabilities: list[str], transport: str, address: str
-) -> Specialist:
-    """A specialist process announces itself (and then heartbeats with specialist_heartbeat)."""
-    row, _ = Specialist.objects.update_or_create(
-        name=name,
-        defaults={
-            "version": version,
-            "capabilities": capabilities,
-            "transport": transport,
-            "address": address,
-            "last_heartbeat_at": timezone.now(),
-        },
+class SpecialistChangeRefused(PermissionDenied):
+    """The caller may not register (or heartbeat) this specialist: a 403 naming who may."""
+
+
+@dataclass(frozen=True)
+class RegistryCaller:
+    """Who changes the registry over the API: the user, their role, and the name their token is bound to."""
+
+    user: AbstractBaseUser
+    role: str
+    bound_to: str = ""
+    via: str = "session"
+
+
+def specialist_change_refusal(*, name: str, row: Specialist | None, caller: RegistryCaller | None) -> str:
+    """Why ``caller`` may not register or heartbeat ``name``, or "" if they may.
+
+    Calls are routed by name, and the policies trust the name (selector history is the healer's),
+    so a name is not for anyone to take over: an admin may change any specialist; a token bound to
+    a name may change that one (and no other); anyone else who may manage specialists may register a
+    new name, and then only change the ones they registered. The command line (no caller) is trusted.
+    """
+    if caller is None or caller.role == ADMIN:
+        return ""
+    if caller.bound_to:
+        return "" if caller.bound_to == name else f"this token is bound to specialist {caller.bound_to!r}, not {name!r}"
+    if row is None or (row.owner_id is not None and row.owner_id == caller.user.pk):
+        return ""
+    who = row.owner.get_username() if row.owner is not None else "this installation"
+    return (
+        f"specialist {name!r} is registered by {who}: only an admin or a token bound to {name!r} may change it "
+        f"(api_token create --role specialist --specialist {name})"
     )
+
+
+def specialist_register(
+    *,
+    name: str,
+    version: str,
+    capabilities: list[str],
+    transport: str,
+    address: str,
+    caller: RegistryCaller | None = None,
+) -> Specialist:
+    """A specialist process announces itself (and then heartbeats with specialist_heartbeat).
+
+    ``caller`` is who asks over the API (None: the command line or a process with database access);
+    SpecialistChangeRefused unless they may (see specialist_change_refusal). A change of what the
+    row says (transport, address, version, capabilities) is recorded in the audit log.
+    """
+    with transaction.atomic():
+        row = Specialist.objects.select_for_update().select_related("owner").filter(name=name).first()
+        refusal = specialist_change_refusal(name=name, row=row, caller=caller)
+        if refusal:
+            raise SpecialistChangeRefused(refusal)
+        after = {"version": version, "capabilities": capabilities, "transport": transport, "address": address}
+        before = {key: getattr(row, key) for key in after} if row is not None else None
+        if row is None:
+            row = Specialist.objects.create(  # type: ignore[misc]
+                name=name, owner=caller.user if caller else None, last_heartbeat_at=timezone.now(), **after
+            )
+        else:
+            for key, value in after.items():
+                setattr(row, key, value)
+            row.last_heartbeat_at = timezone.now()
+            row.save(update_fields=[*after, "last_heartbeat_at", "updated_at"])
+        if before != after:
+            audit_record(
+                actor=caller.user.get_username() if caller else "",
+                action="specialist_registered",
+                target=f"specialist:{name}",
+                detail={"before": before, "after": after, "via": caller.via if caller else "command line"},
+            )
     return row
 
 
-def specialist_heartbeat(*, name: str) -> bool:
+def specialist_heartbeat(*, name: str, caller: RegistryCaller | None = None) -> bool:
+    """Mark ``name`` alive; False if it is not registered. SpecialistChangeRefused for a caller who may not
+    change it (a heartbeat keeps a specialist "online", so calls keep going to its stream)."""
+    row = Specialist.objects.select_related("owner").filter(name=name).first()
+    if row is None:
+        return False
+    refusal = specialist_change_refusal(name=name, row=row, caller=caller)
+    if refusal:
+        raise SpecialistChangeRefused(refusal)
     return Specialist.objects.filter(name=name).update(last_heartbeat_at=timezone.now()) == 1
 
 

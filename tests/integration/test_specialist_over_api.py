@@ -22,7 +22,7 @@ def test_a_specialist_without_database_access_registers_over_the_api_and_answers
     postgres_db: None, redis_url: str, live_server: Any
 ) -> None:
     user = make_user("operator")  # a specialist token acts for an operator or admin, capped to the specialist role
-    _, raw = api_token_create(user=user, role="specialist", name="t-echo on host B")
+    _, raw = api_token_create(user=user, role="specialist", name="t-echo on host B", specialist="t-echo")
     env = {"DATABASE_URL": NO_DATABASE, "CMO_API_TOKEN": raw}
     with ManagedProcess("run_specialist", "t-echo", "--api", live_server.url, env=env, ready="consuming") as spec:
         row = Specialist.objects.get(name="t-echo")

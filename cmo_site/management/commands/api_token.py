@@ -26,6 +26,11 @@ class Command(BaseCommand):
             help="the most the token may do (default: the user's strongest role)",
         )
         create.add_argument("--name", default="", help="a label: what uses this token")
+        create.add_argument(
+            "--specialist",
+            default="",
+            help="with --role specialist: the one specialist the token may register and heartbeat",
+        )
         listing = actions.add_parser("list", help="list tokens (prefixes only)")
         listing.add_argument("--user", default="", help="only this user's tokens")
         revoke = actions.add_parser("revoke", help="revoke a token by its prefix")
@@ -42,7 +47,9 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {options['user']!r}") from None
         role = options["role"] or primary_role(user)
         try:
-            token, raw = api_token_create(user=user, role=role, name=options["name"])
+            token, raw = api_token_create(
+                user=user, role=role, name=options["name"], specialist=options["specialist"]
+            )
         except TokenRoleError as exc:
             raise CommandError(str(exc)) from None
         self.stderr.write(f"Token {token.prefix}… for {user.get_username()} (role {token.role}); shown once:")
@@ -55,7 +62,10 @@ class Command(BaseCommand):
         for t in tokens:
             state = "revoked" if t.is_revoked else "active"
             used = t.last_used_at.isoformat() if t.last_used_at else "never"
-            self.stdout.write(f"{t.prefix}  {t.user.get_username()}  {t.role}  {state}  last used {used}  {t.name}")
+            bound = f" ({t.specialist})" if t.specialist else ""
+            self.stdout.write(
+                f"{t.prefix}  {t.user.get_username()}  {t.role}{bound}  {state}  last used {used}  {t.name}"
+            )
 
     def handle_revoke(self, options: dict[str, Any]) -> None:
         tokens = list(ApiToken.objects.filter(prefix=options["prefix"]))

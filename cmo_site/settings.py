@@ -201,6 +201,10 @@ CMO_SWEEP_SECONDS = env_float("CMO_SWEEP_SECONDS", 5.0, minimum=0.1)
 CMO_STEPS_PER_SLICE = env_int("CMO_STEPS_PER_SLICE", 100, minimum=1)
 CMO_BLOB_THRESHOLD = env_int("CMO_BLOB_THRESHOLD", 64 * 1024, minimum=1024)
 CMO_DEFAULT_MAX_STEPS = env_int("CMO_DEFAULT_MAX_STEPS", 1000, minimum=1)
+# A run whose worker dies (or stalls past its lease) this many times in a row without committing a
+# step fails instead of being claimed again; from the second time it waits CMO_CRASH_BACKOFF_SECONDS, doubling.
+CMO_MAX_CRASHES = env_int("CMO_MAX_CRASHES", 3, minimum=1)
+CMO_CRASH_BACKOFF_SECONDS = env_float("CMO_CRASH_BACKOFF_SECONDS", 5.0, minimum=0.0)
 # The largest request body (API JSON, forms): the policies deny payloads over 10 MB anyway.
 CMO_MAX_REQUEST_BYTES = env_int("CMO_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
 # The largest trace bundle an import takes (API body or uploaded file). Larger than a request, so the

@@ -71,6 +71,15 @@ class StepRecord:
     state_size: int = 0
 
 
+@dataclass
+class StepWarning:
+    """Something a step did that does not fail it but should be fixed (stored as a run event of ``kind``)."""
+
+    kind: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class Checkpointer(Protocol):
     def load(self, run_id: int) -> RunSnapshot: ...
 
@@ -100,5 +109,8 @@ class Checkpointer(Protocol):
         were all answered meanwhile (then False: execute the step again)."""
 
     def abort_requested(self, run_id: int) -> bool: ...
+
+    def add_warnings(self, run_id: int, *, step: int, warnings: list[StepWarning]) -> None:
+        """Store warnings about an execution of step ``step`` (one run event each); the step is unaffected."""
 
     def now(self) -> dt.datetime: ...

@@ -5,6 +5,10 @@ has key (run, step, n). A record with the same request hash is returned (or
 its error raised) without doing the effect; a different hash raises
 NonDeterminismError. Otherwise the effect runs outside the boundary guard and
 its record is committed at once, before the node sees the answer.
+
+An activity call is the engine's code, not the node's: it runs entirely in
+``activity_region``, so neither the boundary guard nor the determinism
+detector watches it (nor costs anything there).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -94,8 +99,7 @@ class Activities:
     def _recorded(self) -> dict[int, ActivityRecord]:
         if self._records is None:
             try:
-                with activity_region():  # the engine's own I/O, not the node's
-                    self._records = self._cp.activities(self._ctx.run.run_id, self._ctx.step)
+                self._records = self._cp.activities(self._ctx.run.run_id, self._ctx.step)
             except CheckpointUnavailable as exc:
                 raise self._ctx.fatal_error(exc) from exc
         return self._records
@@ -109,7 +113,11 @@ class Activities:
         (an artifact's content); otherwise the policies see the size of the request before
         redaction, because that is what leaves the process.
         """
-        self._ctx.check_live()
+        with activity_region():  # the engine's work and the effect: not the node's code
+            return self._call(kind, request, effect, sent_bytes)
+
+    def _call(self, kind: str, request: dict[str, Any], effect: Callable[[], Any], sent_bytes: int | None) -> Any:
+        self._ctx._check_live()
         if self.pending is not None:
             raise Suspend(f"waiting for {self.pending.type} #{self.pending.seq} of step {self.pending.step}")
         seq = self._seq
@@ -158,8 +166,7 @@ class Activities:
         ctx = self._ctx
         with obs.activity_scope(trace_id=ctx.trace_id, step=ctx.step, node=ctx.node, kind=kind, seq=seq) as span:
             try:
-                with activity_region():
-                    response = effect()
+                response = effect()
                 record.response, _, _ = normalize(redact(response), what=f"{kind} response")
                 record.status = ACTIVITY_COMPLETED
             except Suspend as exc:
@@ -174,18 +181,16 @@ class Activities:
                 if record.status == ACTIVITY_FAILED:
                     obs.mark_error(span, record.error)
         record.duration_ms = (time.perf_counter() - started) * 1000
-        self._ctx.check_live()
+        self._ctx._check_live()
         try:
-            with activity_region():  # recording (and blob storage) is the engine's I/O, not the node's
-                stored = self._cp.put_activity(self._ctx.run.run_id, record)
+            stored = self._cp.put_activity(self._ctx.run.run_id, record)
         except CheckpointUnavailable as exc:
             raise self._ctx.fatal_error(exc) from exc
         self._recorded()[seq] = stored
         self.executed.append(stored)
         if stored.status == ACTIVITY_PENDING:
             if after_record is not None and stored is record:
-                with activity_region():
-                    after_record()
+                after_record()
             self.pending = stored
             raise Suspend(reason)
         return self._replay(stored)
@@ -206,8 +211,7 @@ class Activities:
             attempt=self._ctx.attempt,
         )
         try:
-            with activity_region():
-                stored = self._cp.put_activity(self._ctx.run.run_id, record)
+            stored = self._cp.put_activity(self._ctx.run.run_id, record)
         except CheckpointUnavailable as exc:
             raise self._ctx.fatal_error(exc) from exc
         self._recorded()[seq] = stored
@@ -217,12 +221,10 @@ class Activities:
         request again (a crash may have come between the record and the send); answers are
         recorded once, so a duplicate is harmless."""
         try:
-            with activity_region():
-                effect()
+            effect()
         except Suspend as exc:
             if exc.after_record is not None:
-                with activity_region():
-                    exc.after_record()
+                exc.after_record()
         except Exception:  # noqa: BLE001 - the record stands; the run waits for its answer as before
             pass
 
@@ -252,6 +254,11 @@ class Activities:
         """An integer in [low, high] drawn from the run's seed (and recorded)."""
         seed = f"{self._ctx.run.seed}:{self._ctx.step}:{self._seq}"
         return int(self.call("randint", {"low": low, "high": high}, lambda: random.Random(seed).randint(low, high)))
+
+    def uuid4(self) -> str:
+        """A random UUID (version 4) as a string, generated once and recorded: a replay, a
+        resumed step and a verification see the same id, and a fork draws new ones."""
+        return str(self.call("uuid4", {}, lambda: str(uuid.uuid4())))
 
     def http(
         self,
@@ -415,6 +422,11 @@ class NodeContext:
         return self._cancelled
 
     def check_live(self) -> None:
+        """Raise Cancelled or RunAborted if the step must stop (node code may call it between long computations)."""
+        with activity_region():  # the abort check is the engine's own read
+            self._check_live()
+
+    def _check_live(self) -> None:
         if self._cancelled.is_set():
             raise Cancelled(f"step {self.step} ({self.node}) was abandoned; no more activities may run")
         if self._abort_check is not None and self._abort_check():

@@ -18,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runs.engine import determinism
 from runs.engine import observability as obs
 from runs.engine import statemachine as sm
 from runs.engine.boundary import NodeGuard, node_region
-from runs.engine.checkpointer import Checkpointer, RunSnapshot, StepRecord
+from runs.engine.checkpointer import Checkpointer, RunSnapshot, StepRecord, StepWarning
 from runs.engine.context import NodeContext, NodeResult, PolicyCheck
+from runs.engine.determinism import NondeterministicCall
 from runs.engine.errors import (
     ActivityError,
     BoundaryViolation,
@@ -51,6 +53,7 @@ NON_RETRYABLE = (
     NonDeterminismError,
     NotJSONError,
     BoundaryViolation,
+    NondeterministicCall,
     ReplayMiss,
     PolicyDenied,
     SecretInState,
@@ -81,6 +84,7 @@ class Attempt:
     ctx: NodeContext
     started_at: dt.datetime
     duration_ms: float
+    findings: list[determinism.Finding]
 
 
 class Executor:
@@ -179,6 +183,8 @@ class Executor:
         input_hash = snap.state_hash or json_hash(snap.state)
         attempt = self._attempt(run_id, snap, spec, timeout)
         error = attempt.error
+        if attempt.findings and not isinstance(error, (LeaseLost, CheckpointUnavailable)):
+            self._warn_nondeterminism(run_id, snap, attempt)
         pending = attempt.ctx.activities.pending
         if pending is not None and not isinstance(error, EngineSignal):
             error = SuspendSwallowed(
@@ -275,6 +281,23 @@ class Executor:
         )
         return record, (None if target == END else target)
 
+    def _warn_nondeterminism(self, run_id: int, snap: RunSnapshot, attempt: Attempt) -> None:
+        """Warn mode: one event per call site the detector found (in strict mode the step's error says it)."""
+        if determinism.mode_of(snap.definition) != determinism.WARN:
+            return
+        self.cp.add_warnings(
+            run_id,
+            step=snap.step_index,
+            warnings=[
+                StepWarning(
+                    kind=determinism.EVENT_KIND,
+                    message=f.message,
+                    detail={**f.as_detail(), "attempt": snap.attempt},
+                )
+                for f in attempt.findings
+            ],
+        )
+
     def _attempt(self, run_id: int, snap: RunSnapshot, spec: NodeSpec, timeout: float | None) -> Attempt:
         assert snap.node is not None
         ctx = NodeContext(
@@ -286,28 +309,47 @@ class Executor:
             abort_check=lambda: self.cp.abort_requested(run_id),
             policy=self.policy,
         )
+        guard = NodeGuard(
+            node=spec.name,
+            determinism=determinism.mode_of(snap.definition),
+            node_file=determinism.code_file(spec.fn),
+        )
         started_at = self.cp.now()
         t0 = time.perf_counter()
         result: NodeResult | None = None
         error: BaseException | None = None
         try:
-            result = self._invoke(spec, snap.state, ctx, timeout)
+            result = self._invoke(spec, snap.state, ctx, timeout, guard)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             error = exc
         return Attempt(
-            result=result, error=error, ctx=ctx, started_at=started_at, duration_ms=(time.perf_counter() - t0) * 1000
+            result=result,
+            error=error,
+            ctx=ctx,
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            findings=list(guard.detector.findings),  # a copy: a timed-out node thread may still add to it
         )
 
-    def _invoke(self, spec: NodeSpec, state: Any, ctx: NodeContext, timeout: float | None) -> NodeResult:
-        guard = NodeGuard(node=spec.name)
-
+    def _invoke(
+        self, spec: NodeSpec, state: Any, ctx: NodeContext, timeout: float | None, guard: NodeGuard
+    ) -> NodeResult:
         def call() -> NodeResult:
-            with node_region(guard):
-                out = spec.fn(_fresh(state), ctx)
-            if guard.violations:
-                raise BoundaryViolation(guard.violations[0])
+            fresh = _fresh(state)  # outside the region: the engine's copy is not the node's code
+            try:
+                with node_region(guard):
+                    out = spec.fn(fresh, ctx)
+            except Exception as exc:
+                # A node that swallowed a violation and then raised something else still fails with it.
+                remembered = guard.failure()
+                if remembered is None or type(remembered) is type(exc):
+                    raise
+                raise remembered from exc
+            remembered = guard.failure()
+            if remembered is not None:
+                raise remembered
             if ctx.fatal is not None:
                 raise ctx.fatal
             if isinstance(out, NodeResult):
@@ -352,6 +394,7 @@ _KNOWN = (
     NotJSONError,
     NonDeterminismError,
     BoundaryViolation,
+    NondeterministicCall,
     NodeTimeout,
     ReplayMiss,
     Cancelled,

@@ -138,6 +138,7 @@ class GraphSpec:
     input_schema: dict[str, Any] | None = None
     max_steps: int = 1000
     run_timeout: float | None = None
+    determinism: str = "warn"
 
     def definition(self, registry: NodeRegistry = NODES) -> dict[str, Any]:
         nodes = []
@@ -148,7 +149,7 @@ class GraphSpec:
                 entry["timeout"] = spec.timeout
                 entry["retry"] = spec.retry.as_dict()
             nodes.append(entry)
-        return {
+        definition: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "entry": self.entry,
@@ -158,6 +159,10 @@ class GraphSpec:
             "max_steps": self.max_steps,
             "run_timeout": self.run_timeout,
         }
+        # Only when it is not the default, so the graphs stored before the setting existed keep their hash.
+        if self.determinism != "warn":
+            definition["determinism"] = self.determinism
+        return definition
 
 
 class GraphRegistry:
@@ -187,11 +192,15 @@ def graph(
     input_schema: dict[str, Any] | None = None,
     max_steps: int = 1000,
     run_timeout: float | None = None,
+    determinism: str = "warn",
     register: bool = True,
 ) -> GraphSpec:
     """Declare a graph from ``(source, target[, label])`` edges; ``END`` ends a run.
 
     Nodes default to every name that appears in the edges, in order of appearance.
+    ``determinism`` says what a node's direct call to the clock or a random source does
+    (:mod:`runs.engine.determinism`): ``"warn"`` (a run event per call site), ``"strict"``
+    (the step fails, not retried) or ``"off"`` (not watched: CPU-heavy nodes run faster).
     """
     edge_objs = [Edge(e[0], e[1], e[2] if len(e) > 2 else None) for e in edges]  # type: ignore[misc]
     if nodes is None:
@@ -210,6 +219,7 @@ def graph(
         input_schema=input_schema,
         max_steps=max_steps,
         run_timeout=run_timeout,
+        determinism=determinism,
     )
     if register:
         GRAPHS.register(spec)

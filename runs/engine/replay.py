@@ -4,6 +4,11 @@ A step is re-run against its recorded activities only (a new activity is a
 ReplayMiss, a different request a NonDeterminismError) and the result is
 hashed exactly as the executor hashes it, so a verifier can compare hashes.
 Django-free: the caller supplies the recorded data.
+
+The determinism detector watches the re-execution as it watches a run: its
+findings come back in :attr:`Replayed.nondeterministic_calls` (nothing is
+stored), and in a strict graph such a call fails the re-execution as it
+failed the step.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from runs.engine import determinism
 from runs.engine.boundary import NodeGuard, node_region
-from runs.engine.checkpointer import ActivityRecord, RunSnapshot, StepRecord
+from runs.engine.checkpointer import ActivityRecord, RunSnapshot, StepRecord, StepWarning
 from runs.engine.context import NodeContext, NodeResult
 from runs.engine.errors import (
     EngineError,
@@ -43,6 +49,9 @@ class _Recorded:
     def abort_requested(self, run_id: int) -> bool:
         return False
 
+    def add_warnings(self, run_id: int, *, step: int, warnings: list[StepWarning]) -> None:
+        pass  # a verification stores nothing; Replayed carries what the detector found
+
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
@@ -59,6 +68,8 @@ class Replayed:
     error_kind: str = ""  # "", "non_determinism", "replay_miss", "not_json", "node_error"
     mismatch: dict[str, Any] = field(default_factory=dict)
     activities_used: int = 0
+    # What the determinism detector found, e.g. "node 'triage' called time.time() (in ..., line 12): use ..."
+    nondeterministic_calls: list[str] = field(default_factory=list)
 
 
 def reexecute(
@@ -78,11 +89,18 @@ def reexecute(
         checkpointer=_Recorded(records),  # type: ignore[arg-type]
         replay_only=True,
     )
-    guard = NodeGuard(node=spec.name)
+    guard = NodeGuard(
+        node=spec.name,
+        determinism=determinism.mode_of(snapshot.definition),
+        node_file=determinism.code_file(spec.fn),
+    )
     out = Replayed()
     try:
+        fresh = copy.deepcopy(input_state)
         with node_region(guard):
-            result = spec.fn(copy.deepcopy(input_state), ctx)
+            result = spec.fn(fresh, ctx)
+        if guard.detector.failure is not None:
+            raise guard.detector.failure
         if ctx.fatal is not None:
             raise ctx.fatal
         pending = ctx.activities.pending
@@ -105,4 +123,5 @@ def reexecute(
     except EngineSignal as exc:  # a recorded step never waits: it suspended on a record still pending
         out.error, out.error_kind = f"{type(exc).__name__}: {exc}", "node_error"
     out.activities_used = ctx.activities._seq
+    out.nondeterministic_calls = [f.message for f in guard.detector.findings]
     return out

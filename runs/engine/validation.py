@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 
+from runs.engine.determinism import MODES as DETERMINISM_MODES
 from runs.engine.errors import GraphValidationError, RoutingError
 from runs.engine.graph import END, NODES, NodeRegistry
 
@@ -64,6 +65,8 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         "input_schema": {"type": "object"},
         "max_steps": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
         "run_timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        # Absent means "warn"; not filled in, so definitions stored without it keep their hash.
+        "determinism": {"enum": list(DETERMINISM_MODES)},
     },
 }
 

@@ -24,7 +24,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
-from runs.engine.checkpointer import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord
+from runs.engine.checkpointer import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
 from runs.engine.delta import diff
 from runs.engine.errors import CheckpointUnavailable, EngineError, LeaseLost
 from runs.engine.hashing import sha256_hex
@@ -64,7 +64,7 @@ def with_db_retry(write: Callable[[], T], *, attempts: int = 30, first_delay: fl
 _STEP_COMMIT_SQL = """
 WITH held AS (
     UPDATE runs_run
-       SET step_index = %s, node = %s, attempt = 1, updated_at = %s, not_before = NULL
+       SET step_index = %s, node = %s, attempt = 1, updated_at = %s, not_before = NULL, crash_count = 0
      WHERE id = %s AND lease_owner = %s AND status = 'RUNNING'
  RETURNING id
 )
@@ -285,6 +285,7 @@ class DjangoCheckpointer:
             # indexed lease column alone lets PostgreSQL update the run row in place (HOT).
             "updated_at": now,
             "not_before": None,
+            "crash_count": 0,  # a committed step ends a run of crashes (runs.services.leases.crash_claimed)
         }
         if final_status is not None:
             fields.update(
@@ -462,3 +463,11 @@ class DjangoCheckpointer:
         if self._abort_flag is not None:
             return self._abort_flag(run_id)
         return bool(Run.objects.filter(pk=run_id, abort_requested=True).exists())
+
+    @_resilient
+    def add_warnings(self, run_id: int, *, step: int, warnings: list[StepWarning]) -> None:
+        with transaction.atomic():
+            for warning in warnings:
+                run_event_add(
+                    run_id=run_id, kind=warning.kind, step=step, message=warning.message, detail=warning.detail
+                )

@@ -86,6 +86,10 @@ class Run(models.Model):
     lease_owner = models.CharField(max_length=200, blank=True)
     last_worker = models.CharField(max_length=200, blank=True, help_text="the worker that last executed a step")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    crash_count = models.PositiveIntegerField(
+        default=0,
+        help_text="times in a row a worker died (or stalled) holding the run without committing a step",
+    )
 
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
     parent_step = models.PositiveIntegerField(null=True, blank=True)

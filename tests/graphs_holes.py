@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from runs.engine import END, graph, node
@@ -94,3 +96,14 @@ def h_pii_call(state: dict[str, Any], ctx: Any) -> Any:
 
 
 graph("h-pii", entry="h_prepare", edges=[("h_prepare", "h_pii_call"), ("h_pii_call", END)])
+
+
+@node("h_poison")
+def h_poison(state: dict[str, Any], ctx: Any) -> Any:
+    """Kills the worker process that executes it (a segfaulting extension, an OOM kill)."""
+    if state.get("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ctx.result(state)
+
+
+graph("h-poison", entry="h_poison", edges=[("h_poison", END)])

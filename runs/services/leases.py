@@ -13,13 +13,13 @@ import time
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
 from runs.engine.errors import LeaseLost
 from runs.models import GraphLimit, Run, WorkerStatus
-from runs.services.events import run_transition
+from runs.services.events import run_event_add, run_transition
 
 
 def _free(now: dt.datetime) -> Q:
@@ -34,24 +34,81 @@ def runnable(now: dt.datetime | None = None) -> QuerySet[Run]:
 
 
 def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) -> bool:
-    """Take the lease on ``run_id`` if it is runnable; True for exactly one caller."""
+    """Take the lease on ``run_id`` if it is runnable; True for exactly one caller.
+
+    A lease that expired in another worker's name means that worker died (or stalled) holding
+    the run: the claim counts it (``crash_count``) and may refuse to execute it (crash_claimed).
+    """
     now = timezone.now()
     expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
-    return runnable(now).filter(pk=run_id).update(lease_owner=owner, lease_expires_at=expires) == 1
+    previous = Run.objects.filter(pk=run_id).values_list("lease_owner", flat=True).first()
+    if previous is None:
+        return False
+    crashed = previous != ""
+    claimed = (
+        runnable(now)
+        .filter(pk=run_id, lease_owner=previous)
+        .update(lease_owner=owner, lease_expires_at=expires, crash_count=F("crash_count") + int(crashed))
+        == 1
+    )
+    return claimed and (not crashed or crash_claimed(run_id=run_id, owner=owner))
 
 
 _CLAIM_NEXT_SQL = """
-UPDATE runs_run SET lease_owner = %s, lease_expires_at = %s
- WHERE id = (
-    SELECT id FROM runs_run
-     WHERE status IN ('PENDING', 'RUNNING')
-       AND (lease_expires_at IS NULL OR lease_expires_at < %s)
-       AND (not_before IS NULL OR not_before <= %s)
-     ORDER BY queued_at, id
-     LIMIT 1
-       FOR UPDATE SKIP LOCKED)
-RETURNING id
+UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
+       crash_count = r.crash_count + CASE WHEN c.previous <> '' THEN 1 ELSE 0 END
+  FROM (SELECT id, lease_owner AS previous FROM runs_run
+         WHERE status IN ('PENDING', 'RUNNING')
+           AND (lease_expires_at IS NULL OR lease_expires_at < %s)
+           AND (not_before IS NULL OR not_before <= %s)
+         ORDER BY queued_at, id
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED) c
+ WHERE r.id = c.id
+RETURNING r.id, c.previous <> ''
 """
+
+
+def crash_claimed(*, run_id: int, owner: str) -> bool:
+    """After claiming a run whose worker died holding it: execute it (True), or not (False).
+
+    A crash must not loop (healthchecks' sendalerts pushes a failing check forward before trying
+    again): the first crash resumes at once; from the second the run waits, 5 s doubling, so a
+    poison step does not take every worker down in turn; at CMO_MAX_CRASHES in a row without a
+    committed step it fails, saying so, and is not claimed again (fork it to try again).
+    """
+    run = Run.objects.filter(pk=run_id).values("crash_count", "step_index", "node").first()
+    if run is None or run["crash_count"] <= 1:
+        return True
+    crashes, limit = run["crash_count"], settings.CMO_MAX_CRASHES
+    where = f"step {run['step_index']} (node {run['node']!r})"
+    if crashes >= limit:
+        error = (
+            f"the run's worker died or stalled {crashes} times in a row while executing {where} without "
+            f"committing it; it is not claimed again (CMO_MAX_CRASHES={limit}): fork it to try again"
+        )
+        try:
+            run_transition(
+                run_id=run_id, target=sm.FAILED, expect_owner=owner, message=error, actor="worker",
+                extra={"error": error},
+            )
+        except (LeaseLost, sm.InvalidTransition):
+            pass  # another worker or an abort got there first
+        return False
+    delay = settings.CMO_CRASH_BACKOFF_SECONDS * 2 ** (crashes - 2)
+    later = timezone.now() + dt.timedelta(seconds=delay)
+    Run.objects.filter(pk=run_id, lease_owner=owner).update(
+        lease_owner="", lease_expires_at=None, not_before=later, queued_at=later
+    )
+    run_event_add(
+        run_id=run_id,
+        kind="crash_backoff",
+        step=run["step_index"],
+        actor="worker",
+        message=f"its worker died {crashes} times in a row at {where}; tried again in {delay:g} s",
+        detail={"crash_count": crashes, "delay_seconds": delay, "limit": limit},
+    )
+    return False
 
 
 def run_claim_next(*, owner: str, lease_seconds: float | None = None) -> int | None:
@@ -68,7 +125,11 @@ def run_claim_next(*, owner: str, lease_seconds: float | None = None) -> int | N
         with connection.cursor() as cur:
             cur.execute(_CLAIM_NEXT_SQL, [owner, expires, now, now])
             row = cur.fetchone()
-        return int(row[0]) if row else None
+        if row is None:
+            return None
+        if row[1] and not crash_claimed(run_id=int(row[0]), owner=owner):
+            return None  # failed or pushed back; the runner looks again at its next poll
+        return int(row[0])
     capped_full: set[str] = set()
     candidates = runnable().order_by("queued_at", "id").values_list("pk", "status", "graph__name")
     for run_id, status, graph_name in candidates[:50]:

@@ -319,6 +319,8 @@ def _check_steps(steps: list[dict[str, Any]], r: dict[str, Any], unpacker: _Unpa
             raise BundleError(f"malformed bundle: {where} does not follow index {steps[i - 1]['index']}")
         if "state" in s:
             state = unpacker.unpack(s["state"], f"{where}.state")
+        elif not all(_is_op(op) for op in s["state_delta"]):
+            raise BundleError(f"malformed bundle: {where}'s state_delta has an operation that is not [op, path, value]")
         else:
             try:
                 state = delta.apply(before, unpacker.unpack_ops(s["state_delta"], f"{where}.state_delta"))
@@ -335,6 +337,15 @@ def _check_steps(steps: list[dict[str, Any]], r: dict[str, Any], unpacker: _Unpa
         checked.states.append(state)
         checked.outputs.append(output)
         before, before_hash = state, state_hash
+
+
+def _is_op(op: Any) -> bool:
+    """["set", path, value], ["append", path, items] or ["del", path], with path a list of object keys."""
+    if not isinstance(op, list) or len(op) not in (2, 3) or not isinstance(op[1], list):
+        return False
+    if not all(isinstance(key, str) for key in op[1]):
+        return False
+    return (op[0] in ("set", "append") and len(op) == 3) or (op[0] == "del" and len(op) == 2)
 
 
 def _check_activities(activities: list[dict[str, Any]], unpacker: _Unpacker, checked: _Checked) -> None:

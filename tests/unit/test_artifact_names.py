@@ -35,7 +35,8 @@ def test_a_dot_dot_artifact_name_deletes_nothing_and_fails_the_step() -> None:
     assert "is not allowed" in attack.error and "'..'" in attack.error
     assert default_storage.exists(blob_path), "the other run's blob is intact"
     reader = type(attack).objects.get(trace_id=reader_trace)
-    assert bundle_export(run=reader)["activities"][0]["response"] == "y" * 100_000
+    bundle = bundle_export(run=reader)
+    assert bundle["blobs"][bundle["activities"][0]["response"][BLOB_KEY]] == "y" * 100_000
     assert run_verify(run=reader).ok
     record = Activity.objects.get(run=attack)
     assert record.status == "failed" and "is not allowed" in record.error, "the refusal is recorded"

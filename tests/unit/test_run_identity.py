@@ -93,3 +93,17 @@ def test_forking_at_an_inherited_step_of_a_fork() -> None:
     assert second.parent_id == first.pk and second.parent_step == 0 and second.state == {"prepared": True}
     with pytest.raises(ReplayError, match="no step 7"):
         run_fork(run=first, step=7, user=olga, role="operator")
+
+
+def test_the_run_page_shows_who_forked_the_run_and_its_role() -> None:
+    from django.test import Client
+
+    parent = _admin_run()
+    olga = user_with("olga", "operator")
+    fork = run_fork(run=parent, step=0, user=olga, role="operator")
+    page = Client()
+    page.force_login(olga)
+    html = page.get(f"/runs/{fork.trace_id}/").content.decode()
+    assert '<dt>Forked by</dt><dd id="run-creator">olga <span class="muted">(runs as operator)</span>' in html
+    html = page.get(f"/runs/{parent.trace_id}/").content.decode()
+    assert '<dt>Started by</dt><dd id="run-creator">root <span class="muted">(runs as admin)</span>' in html

@@ -114,12 +114,32 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer --------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 defaults to a 5 s socket timeout, equal to channels-redis's
             # blocking read: idle workers would die (django/channels_redis#422).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 1000, "expiry": 60},
+            # max_connections is per event loop (redis-py 8's default, stated here because
+            # its default has changed before); runs.services.dispatch holds its sends to
+            # SEND_SLOTS (32) of them, so runner threads wait for one instead of failing.
+            # retry_on_error: a command on a connection that a Redis restart closed is sent
+            # once more on a new one (by default redis-py retries nothing on the pool's
+            # connections), so the first live update after a restart is not lost; a message
+            # sent twice is harmless (messages only wake).
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "max_connections": 100,
+                        "retry_on_error": [RedisConnectionError],
+                    }
+                ],
+                "capacity": 1000,
+                "expiry": 60,
+            },
         }
     }
 else:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Coroutine
 from typing import Any
 
@@ -37,6 +40,53 @@ def set_main_loop(loop: asyncio.AbstractEventLoop | None) -> None:
 
 _tasks: set[asyncio.Task[None]] = set()
 
+# Every send in flight holds one of its event loop's Redis connections, and a worker's runner
+# threads all send on the one loop: 128 of them at once overran the pool (redis-py raises
+# "Too many connections" past max_connections, settings.CHANNEL_LAYERS). So at most SEND_SLOTS
+# sends per loop hold a connection and the rest wait their turn, leaving the pool's other
+# connections to the listener and the consumers. A send that waits SEND_WAIT_SECONDS for a
+# slot is dropped: messages only wake, and polling and the sweeper find what a lost one missed.
+SEND_SLOTS = 32
+SEND_WAIT_SECONDS = 10.0
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def _in_slot(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro`` holding one of the running loop's SEND_SLOTS (TimeoutError after SEND_WAIT_SECONDS)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(SEND_SLOTS)
+    try:
+        await asyncio.wait_for(slots.acquire(), SEND_WAIT_SECONDS)
+    except TimeoutError:
+        coro.close()
+        raise TimeoutError(f"no free channel-layer connection within {SEND_WAIT_SECONDS:g} s") from None
+    try:
+        return await coro
+    finally:
+        slots.release()
+
+
+# While Redis is down every step would log a dropped message; one line per DROP_LOG_SECONDS says
+# how many went (the listener reports the outage itself, once per reconnect attempt).
+DROP_LOG_SECONDS = 10.0
+_drops_lock = threading.Lock()
+_drops_logged_at = -DROP_LOG_SECONDS
+_drops_unlogged = 0
+
+
+def _dropped(target: str, exc: BaseException) -> None:
+    global _drops_logged_at, _drops_unlogged
+    with _drops_lock:
+        now = time.monotonic()
+        if now - _drops_logged_at < DROP_LOG_SECONDS:
+            _drops_unlogged += 1
+            return
+        more, _drops_unlogged, _drops_logged_at = _drops_unlogged, 0, now
+    also = f" ({more} more dropped in the last {DROP_LOG_SECONDS:g} s)" if more else ""
+    log.warning("could not send to %s: %s%s", target, " ".join(str(exc).split()) or type(exc).__name__, also)
+
 
 async def _flush_forever() -> None:
     while True:
@@ -47,9 +97,9 @@ async def _flush_forever() -> None:
         layer = get_channel_layer()
         for group, message in batch:
             try:
-                await layer.group_send(group, message)
+                await _in_slot(layer.group_send(group, message))
             except Exception as exc:  # noqa: BLE001 - live updates are best effort; pages re-read the database
-                log.warning("could not broadcast to %s: %s", group, exc)
+                _dropped(group, exc)
 
 
 def group_send_coalesced(group: str, message: dict[str, Any]) -> None:
@@ -65,7 +115,8 @@ def group_send_coalesced(group: str, message: dict[str, Any]) -> None:
         _pending[group] = message
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> None:
+def _run(coro: Coroutine[Any, Any, Any], target: str) -> None:
+    """Send on the main loop without waiting when there is one (a failure is logged there), else here."""
     loop = _main_loop
     if loop is not None and loop.is_running():
         try:
@@ -73,13 +124,20 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         except RuntimeError:
             running = None
         if running is not loop:
-            asyncio.run_coroutine_threadsafe(coro, loop)
+            future = asyncio.run_coroutine_threadsafe(_in_slot(coro), loop)
+            future.add_done_callback(lambda f: _sent(f, target))
             return
-    async_to_sync(_await)(coro)
+    async_to_sync(_in_slot)(coro)
 
 
-async def _await(coro: Coroutine[Any, Any, Any]) -> Any:
-    return await coro
+def _sent(future: concurrent.futures.Future[Any], target: str) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if isinstance(exc, ChannelFull):
+        log.debug("channel %s is full; not queueing another wake-up", target)
+    elif exc is not None:
+        _dropped(target, exc)
 
 
 def send_now(channel: str, message: dict[str, Any]) -> None:
@@ -87,12 +145,12 @@ def send_now(channel: str, message: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
-        _run(layer.send(channel, message))
+        _run(layer.send(channel, message), channel)
     except ChannelFull:
         # Enough wake-ups are already queued; the run is in the database and will be claimed.
         log.debug("channel %s is full; not queueing another wake-up", channel)
     except Exception as exc:  # noqa: BLE001 - a lost wake-up is repaired by polling and the sweeper
-        log.warning("could not send to %s: %s", channel, exc)
+        _dropped(channel, exc)
 
 
 def group_send_now(group: str, message: dict[str, Any]) -> None:
@@ -100,9 +158,9 @@ def group_send_now(group: str, message: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
-        _run(layer.group_send(group, message))
+        _run(layer.group_send(group, message), group)
     except Exception as exc:  # noqa: BLE001 - live updates are best effort; pages re-read the database
-        log.warning("could not broadcast to %s: %s", group, exc)
+        _dropped(group, exc)
 
 
 def run_wake(run_id: int) -> None:

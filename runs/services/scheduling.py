@@ -1,4 +1,4 @@
-"""What the scheduler does each sweep."""
+"""What the scheduler does each sweep, and the loop that sweeps (``cmo_scheduler``, ``cmo_serve``)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
 from runs.engine.errors import InvalidTransition
-from runs.models import Run
+from runs.models import Run, WorkerStatus
 from runs.services.dispatch import send_now
 from runs.services.events import run_transition
 from runs.services.leases import runnable
@@ -82,3 +83,110 @@ def retention_tick(*, now: dt.datetime | None = None, force: bool = False) -> di
         keep_days=settings.CMO_RETENTION_DAYS,
         keep_failed_days=settings.CMO_RETENTION_FAILED_DAYS,
     )
+
+
+# A worker's lease keeper writes its WorkerStatus row every runs.worker.host.HEARTBEAT_SECONDS (5 s).
+WORKER_STATUS_STALE_SECONDS = 10 * 5.0
+
+
+def worker_status_prune(*, now: dt.datetime | None = None) -> int:
+    """Delete the heartbeat rows of workers not seen for WORKER_STATUS_STALE_SECONDS; how many went.
+
+    A worker that is killed (kill -9, OOM, a lost machine) never removes its own
+    row, so without this the table only grows. Ten missed heartbeats is well past
+    a slow beat (a keeper held up by a database hiccup or a long GC pause) and past
+    the 30 s in which the dashboard and metrics count a worker alive, so no live
+    figure changes; and a live worker whose row went anyway recreates it with its
+    next heartbeat (an upsert by owner).
+    """
+    since = (now or timezone.now()) - dt.timedelta(seconds=WORKER_STATUS_STALE_SECONDS)
+    deleted, _ = WorkerStatus.objects.filter(last_seen_at__lt=since).delete()
+    return deleted
+
+
+# After a failed round the scheduler waits BACKOFF_FIRST_SECONDS, doubling up to BACKOFF_MAX_SECONDS:
+# back within seconds of a database restart, and one log line per half minute in a long outage.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+_DATABASE_LOST = (OperationalError, InterfaceError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _discard_broken_connections() -> None:
+    """Drop this thread's connection and, with a pool, every idle pooled one the server no longer answers.
+
+    After a PostgreSQL restart each idle pooled connection is dead; without the
+    pool check the next rounds would fail once per dead connection.
+    """
+    try:
+        connection.close()
+    except DatabaseError:
+        pass  # it is gone either way
+    pool = getattr(connection, "pool", None)
+    if pool is not None:
+        pool.check()
+
+
+class SchedulerLoop:
+    """The scheduler's rounds until ``stop`` is set: :func:`sweep`, :func:`worker_status_prune`, then
+    :func:`retention_tick`, every ``interval`` seconds.
+
+    It outlives the database: a lost connection (a restart, a failover, a terminated
+    backend) costs one warning line and a wait of BACKOFF_FIRST_SECONDS doubling to
+    BACKOFF_MAX_SECONDS, after which the next round runs on fresh connections; so
+    timeouts, approval expiry, retention and re-wakes resume by themselves when the
+    database is back. Any other error is logged with its traceback and waited out the
+    same way. ``report`` gets each successful round's counts.
+    """
+
+    def __init__(self, *, interval: float, report: Callable[[dict[str, Any]], None] | None = None):
+        self.interval = interval
+        self.report = report
+        self.backoff = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.tick()):
+            pass
+
+    def tick(self) -> float:
+        """One round; the seconds to wait before the next."""
+        try:
+            result = self.sweep_round()
+        except _DATABASE_LOST as exc:
+            wait = self._failed()
+            log.warning("scheduler lost the database (%s); reconnecting in %.0f s", _one_line(exc), wait)
+            _discard_broken_connections()
+            return wait
+        except Exception:
+            wait = self._failed()
+            log.exception("scheduler sweep failed; trying again in %.0f s", wait)
+            return wait
+        self.backoff = 0.0
+        result["retention"] = self.retention()
+        if self.report is not None:
+            self.report(result)
+        return self.interval
+
+    @staticmethod
+    def sweep_round() -> dict[str, Any]:
+        """:func:`sweep` and :func:`worker_status_prune`, with their counts; a database error is raised."""
+        return {**sweep(), "workers_pruned": worker_status_prune()}
+
+    def _failed(self) -> float:
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX_SECONDS) if self.backoff else BACKOFF_FIRST_SECONDS
+        return self.backoff
+
+    @staticmethod
+    def retention() -> dict[str, Any] | None:
+        """retention_tick, whose failure is logged: it is tried again at its next interval."""
+        try:
+            return retention_tick()
+        except _DATABASE_LOST as exc:
+            log.warning("retention lost the database (%s); it is tried again at the next interval", _one_line(exc))
+            _discard_broken_connections()
+        except Exception:
+            log.exception("retention failed; it is tried again at the next interval")
+        return None

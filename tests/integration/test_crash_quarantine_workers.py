@@ -32,10 +32,12 @@ def test_a_poison_run_fails_after_three_crashed_workers_and_the_others_finish(
         deaths += 1
     else:
         raise AssertionError("every worker died: the poison run was claimed forever")
-    with healthy:
+    try:  # the healthy worker is already running: stop it, do not start it again
         assert wait_for(lambda: Run.objects.get(pk=poison.pk).status == "FAILED", timeout=20), healthy.output
         fine = run_start(graph_name="h-poison", data={}, seed=1)
         assert wait_for(lambda: Run.objects.get(pk=fine.pk).status == "COMPLETED", timeout=20), healthy.output
+    finally:
+        healthy.stop()
     poison.refresh_from_db()
     assert deaths == 3, deaths
     assert "died or stalled 3 times in a row" in poison.error

@@ -1,11 +1,11 @@
 """The scheduler: wakes workers for runnable runs, enforces run timeouts and applies retention (hourly).
 
-Safe to run several: wake-ups are idempotent and timeouts lock the run row.
+Safe to run several: wake-ups are idempotent and timeouts lock the run row. It
+keeps going across database outages (runs.services.scheduling.SchedulerLoop).
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Any
@@ -15,9 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
-from runs.services.scheduling import retention_tick, sweep
-
-log = logging.getLogger(__name__)
+from runs.services.scheduling import SchedulerLoop
 
 
 class Command(BaseCommand):
@@ -34,26 +32,24 @@ class Command(BaseCommand):
             self.stdout.write(startup_check())
         except DependencyUnavailable as exc:
             raise CommandError(str(exc)) from None
+        if options["once"]:
+            self.report({**self.sweep_once(), "retention": SchedulerLoop.retention()})
+            return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        while True:
-            result = self.sweep_once()
-            if options["verbosity"] > 1 or options["once"]:
-                self.stdout.write(f"woke {result['woken']} runs, timed out {result['timed_out']}")
-            self.retention_once()
-            if options["once"] or stop.wait(interval):
-                break
+        verbose = options["verbosity"] > 1
+        SchedulerLoop(interval=interval, report=self.report if verbose else self.report_retention).run(stop)
 
-    def sweep_once(self) -> dict[str, int]:
-        return sweep()
+    def sweep_once(self) -> dict[str, Any]:
+        """One sweep and worker-row cleanup; a database error is raised (``--once`` exits non-zero)."""
+        return SchedulerLoop.sweep_round()
 
-    def retention_once(self) -> None:
-        """The retention policy, at most once per CMO_RETENTION_INTERVAL_SECONDS; a failure is logged."""
-        try:
-            counts = retention_tick()
-        except Exception:
-            log.exception("retention failed; it is tried again at the next interval")
-            return
+    def report(self, result: dict[str, Any]) -> None:
+        self.stdout.write(f"woke {result['woken']} runs, timed out {result['timed_out']}")
+        self.report_retention(result)
+
+    def report_retention(self, result: dict[str, Any]) -> None:
+        counts = result.get("retention")
         if counts and counts["runs"]:
             self.stdout.write(f"retention deleted {counts['runs']} runs and {counts['blobs']} blobs")

@@ -8,7 +8,6 @@ daphne's own event loop, so web requests wake the host directly.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import Any
 
@@ -21,12 +20,10 @@ from django.core.management.base import BaseCommand, CommandError
 from cmo_site import telemetry
 from cmo_site.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
-from runs.services.scheduling import retention_tick, sweep
+from runs.services.scheduling import SchedulerLoop
 from runs.services.specialists import specialist_sync_inprocess
 from runs.worker.channel import listen_forever
 from runs.worker.host import WorkerHost, set_current_host
-
-log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -78,12 +75,6 @@ class Command(BaseCommand):
 
     @staticmethod
     def _scheduler(stop: threading.Event) -> None:
-        while not stop.wait(settings.CMO_SWEEP_SECONDS):
-            try:
-                sweep()
-            except Exception:
-                log.exception("scheduler sweep failed")
-            try:
-                retention_tick()
-            except Exception:
-                log.exception("retention failed; it is tried again at the next interval")
+        """The same loop as ``cmo_scheduler``'s, so it too outlives a lost database connection."""
+        if not stop.wait(settings.CMO_SWEEP_SECONDS):
+            SchedulerLoop(interval=settings.CMO_SWEEP_SECONDS).run(stop)

@@ -381,14 +381,18 @@ class StreamConsumer:
             f.result(max(0.0, deadline - time.monotonic()))
 
     def run(self, stop: threading.Event, *, before_poll: Callable[[], object] | None = None) -> None:
+        """Consume until ``stop``; a Redis outage costs one warning per attempt, 1 s doubling to 30 s apart."""
+        delay = 0.0
         while not stop.is_set():
             try:
                 if before_poll is not None:
                     before_poll()
                 self.poll_once()
-            except redis.ConnectionError:
-                log.warning("Redis unavailable; retrying")
-                stop.wait(1.0)
+                delay = 0.0
+            except redis.ConnectionError as exc:
+                delay = min(delay * 2, 30.0) if delay else 1.0
+                log.warning("Redis unavailable (%s); retrying in %.0f s", " ".join(str(exc).split()), delay)
+                stop.wait(delay)
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise

@@ -16,7 +16,7 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from runs.engine import observability as obs
@@ -143,13 +143,16 @@ class WorkerHost:
         try:
             close_old_connections()
             return self._claim()
+        except (OperationalError, InterfaceError) as exc:  # an outage: one line, not a traceback per poll
+            log.warning("claiming a run failed, the database is unreachable (%s); retrying in %.1f s",
+                        " ".join(str(exc).split()), self.poll_seconds)
         except Exception:
             log.exception("claiming a run failed; retrying in %.1fs", self.poll_seconds)
-            connection.close()
-            self._stopping.wait(self.poll_seconds)
-            return None
         finally:
             release_connection()
+        connection.close()
+        self._stopping.wait(self.poll_seconds)
+        return None
 
     def _execute(self, executor: Executor, run_id: int) -> None:
         with self._lock:
@@ -202,7 +205,10 @@ class WorkerHost:
             leases.worker_heartbeat(
                 owner=self.owner, concurrency=self.concurrency, in_flight=in_flight, started_at=self.started_at
             )
-        except Exception:  # a missed heartbeat only dims a dashboard figure
+        except (OperationalError, InterfaceError) as exc:  # a missed heartbeat only dims a dashboard figure
+            log.warning("worker heartbeat failed: %s", " ".join(str(exc).split()))
+            connection.close()
+        except Exception:
             log.warning("worker heartbeat failed", exc_info=True)
             connection.close()
         finally:

@@ -126,7 +126,7 @@ def specialist_register(
     row says (transport, address, version, capabilities) is recorded in the audit log.
     """
     with transaction.atomic():
-        row = Specialist.objects.select_for_update().select_related("owner").filter(name=name).first()
+        row = Specialist.objects.select_for_update(of=("self",)).select_related("owner").filter(name=name).first()
         refusal = specialist_change_refusal(name=name, row=row, caller=caller)
         if refusal:
             raise SpecialistChangeRefused(refusal)

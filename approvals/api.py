@@ -68,7 +68,24 @@ def _approval_out(a: ApprovalRequest) -> dict[str, Any]:
     }
 
 
-@router.get("/approvals", response={200: ApprovalListOut, **errors(403, 422)}, auth=requires(VIEW))
+@router.get(
+    "/approvals",
+    response={200: ApprovalListOut, **errors(403, 422)},
+    auth=requires(VIEW),
+    openapi_extra={
+        "responses": {
+            200: {
+                "links": {
+                    "DecideFirst": {
+                        "operationId": "approvals_api_approval_decide_endpoint",
+                        "parameters": {"approval_id": "$response.body#/approvals/0/id"},
+                        "description": "decide the first request listed (a 409 once it is decided)",
+                    }
+                }
+            }
+        }
+    },
+)
 def approval_list(request: HttpRequest, query: Query[ApprovalListQuery]) -> dict[str, Any]:
     rows = pending_list(limit=query.limit) if query.status == "pending" else decided_list(limit=query.limit)
     return {"approvals": [_approval_out(a) for a in rows]}

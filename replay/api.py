@@ -66,7 +66,41 @@ class CompareQuery(Schema):
 
 
 # Declared before /runs/{trace_id} routes of the runs router so "import" is not read as a trace id.
-@router.post("/runs/import", response={201: RunOut, **errors(400, 415, 403, 409, 413, 422)}, auth=requires(OPERATE))
+@router.post(
+    "/runs/import",
+    response={201: RunOut, **errors(400, 415, 403, 409, 413, 422)},
+    auth=requires(OPERATE),
+    openapi_extra={
+        "responses": {
+            201: {
+                "links": {
+                    "GetRun": {
+                        "operationId": "runs_api_run_get",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "GetRunSteps": {
+                        "operationId": "runs_api_run_steps",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "VerifyRun": {
+                        "operationId": "replay_api_run_verify_endpoint",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "ForkRun": {
+                        "operationId": "replay_api_run_fork_endpoint",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                        "requestBody": {"step": 0},
+                    },
+                    "ExportRun": {
+                        "operationId": "replay_api_run_export",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                        "description": "export the imported run again",
+                    },
+                }
+            }
+        }
+    },
+)
 def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[str, Any]]:
     principal = caller(request)
     run = bundle_import(bundle=bundle, user=principal.user, role=principal.primary_role)
@@ -74,7 +108,41 @@ def run_import(request: HttpRequest, bundle: Body[TraceBundle]) -> Status[dict[s
 
 
 @router.post(
-    "/runs/{trace_id}/fork", response={201: RunOut, **errors(400, 403, 404, 413, 415, 422)}, auth=requires(OPERATE)
+    "/runs/{trace_id}/fork",
+    response={201: RunOut, **errors(400, 403, 404, 413, 415, 422)},
+    auth=requires(OPERATE),
+    openapi_extra={
+        "responses": {
+            201: {
+                "links": {
+                    "GetRun": {
+                        "operationId": "runs_api_run_get",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "GetRunSteps": {
+                        "operationId": "runs_api_run_steps",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "CompareWithParent": {
+                        "operationId": "replay_api_run_compare_endpoint",
+                        "parameters": {
+                            "path.trace_id": "$response.body#/trace_id",
+                            "query.other": "$response.body#/parent_trace_id",
+                        },
+                        "description": "the fork against the run it was forked from",
+                    },
+                    "VerifyRun": {
+                        "operationId": "replay_api_run_verify_endpoint",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "ExportRun": {
+                        "operationId": "replay_api_run_export",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                }
+            }
+        }
+    },
 )
 def run_fork_endpoint(request: HttpRequest, trace_id: TraceId, body: ForkIn) -> Status[dict[str, Any]]:
     principal = caller(request)
@@ -99,6 +167,24 @@ def run_compare_endpoint(request: HttpRequest, trace_id: TraceId, query: Query[C
     return run_compare(left=run_or_404(trace_id), right=run_or_404(query.other)).as_dict()
 
 
-@router.get("/runs/{trace_id}/export", response={200: TraceBundle, **errors(403, 404, 422)}, auth=requires(VIEW))
+@router.get(
+    "/runs/{trace_id}/export",
+    response={200: TraceBundle, **errors(403, 404, 422)},
+    auth=requires(VIEW),
+    openapi_extra={
+        "responses": {
+            200: {
+                "links": {
+                    "ImportRun": {
+                        "operationId": "replay_api_run_import",
+                        "requestBody": "$response.body",
+                        "description": "import the bundle elsewhere, or here once the run is gone (409 if it exists)",
+                        "x-schemathesis": {"merge_body": False},
+                    }
+                }
+            }
+        }
+    },
+)
 def run_export(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
     return bundle_export(run=run_or_404(trace_id))

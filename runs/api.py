@@ -125,6 +125,35 @@ def graph_list(request: HttpRequest) -> dict[str, Any]:
     response={200: GraphCreateOut, 201: GraphCreateOut, **errors(400, 415, 403, 413, 422)},
     tags=["graphs"],
     auth=requires(OPERATE),
+    openapi_extra={
+        "responses": {
+            status: {
+                "links": {
+                    "GetGraphVersion": {
+                        "operationId": "runs_api_graph_get",
+                        "parameters": {
+                            "path.name": "$response.body#/graph/name",
+                            "query.version": "$response.body#/graph/version",
+                        },
+                        "description": "the version this definition is stored as",
+                    },
+                    "GetGraphVersions": {
+                        "operationId": "runs_api_graph_versions",
+                        "parameters": {"name": "$response.body#/graph/name"},
+                    },
+                    "StartRun": {
+                        "operationId": "runs_api_run_create",
+                        "requestBody": {
+                            "graph": "$response.body#/graph/name",
+                            "version": "$response.body#/graph/version",
+                        },
+                        "description": "start a run on this version",
+                    },
+                }
+            }
+            for status in (200, 201)
+        }
+    },
 )
 def graph_create(request: HttpRequest, body: GraphCreateIn) -> Status[dict[str, Any]]:
     principal = caller(request)
@@ -255,7 +284,52 @@ def run_or_404(trace_id: str) -> Run:
 
 
 @router.post(
-    "/runs", response={201: RunOut, **errors(400, 403, 404, 413, 415, 422)}, tags=["runs"], auth=requires(OPERATE)
+    "/runs",
+    response={201: RunOut, **errors(400, 403, 404, 413, 415, 422)},
+    tags=["runs"],
+    auth=requires(OPERATE),
+    openapi_extra={
+        "responses": {
+            201: {
+                "links": {
+                    "GetRun": {
+                        "operationId": "runs_api_run_get",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "GetRunSteps": {
+                        "operationId": "runs_api_run_steps",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "GetRunActivities": {
+                        "operationId": "runs_api_run_activities",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "GetRunEvents": {
+                        "operationId": "runs_api_run_events",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "AbortRun": {
+                        "operationId": "runs_api_run_abort_endpoint",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "VerifyRun": {
+                        "operationId": "replay_api_run_verify_endpoint",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                    "ForkRun": {
+                        "operationId": "replay_api_run_fork_endpoint",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                        "requestBody": {"step": 0},
+                        "description": "continue after the first step",
+                    },
+                    "ExportRun": {
+                        "operationId": "replay_api_run_export",
+                        "parameters": {"trace_id": "$response.body#/trace_id"},
+                    },
+                }
+            }
+        }
+    },
 )
 def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]:
     principal = caller(request)
@@ -482,6 +556,18 @@ def specialist_list(request: HttpRequest) -> dict[str, Any]:
     response={200: SpecialistOut, **errors(400, 415, 403, 413, 422)},
     tags=["specialists"],
     auth=requires(MANAGE_SPECIALISTS),
+    openapi_extra={
+        "responses": {
+            200: {
+                "links": {
+                    "Heartbeat": {
+                        "operationId": "runs_api_specialist_heartbeat_endpoint",
+                        "parameters": {"name": "$response.body#/name"},
+                    }
+                }
+            }
+        }
+    },
 )
 def specialist_register_endpoint(request: HttpRequest, body: SpecialistRegisterIn) -> dict[str, Any]:
     row = specialist_register(

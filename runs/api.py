@@ -418,11 +418,13 @@ class StepOut(Schema):
 
 class StepsQuery(Schema):
     after: int = Field(-1, ge=-1, le=MAX_INT, description="only steps with a greater index")
+    limit: int = Field(100, ge=1, le=1000, description="at most this many steps (each carries its full state)")
 
 
 class StepsOut(Schema):
     trace_id: str
     steps: list[StepOut]
+    next_after: int | None = Field(description="pass as after for the next page; null on the last page")
 
 
 @router.get(
@@ -430,7 +432,10 @@ class StepsOut(Schema):
 )
 def run_steps(request: HttpRequest, trace_id: TraceId, query: Query[StepsQuery]) -> dict[str, Any]:
     run = run_or_404(trace_id)
-    return {"trace_id": run.trace_id, "steps": selectors.run_steps_view(run=run, after=query.after)}
+    steps = selectors.run_steps_view(run=run, after=query.after, limit=query.limit + 1)
+    more = len(steps) > query.limit
+    steps = steps[: query.limit]
+    return {"trace_id": run.trace_id, "steps": steps, "next_after": steps[-1]["index"] if more else None}
 
 
 _ACTIVITY_FIELDS = (

@@ -219,12 +219,14 @@ def event_dict(e: RunEvent) -> dict[str, Any]:
     }
 
 
-def run_steps_view(*, run: Run, after: int = -1) -> list[dict[str, Any]]:
-    """Steps after index ``after`` as the run page shows them: state, input, diff, output, activities, hashes.
+def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> list[dict[str, Any]]:
+    """Steps after index ``after`` (at most ``limit``) as the run page shows them: state, input, diff, output,
+    activities, hashes.
 
     A step's input is the state after the previous step (the run's input for step 0).
     """
-    steps = list(Step.objects.filter(run_id=run.pk, index__gt=after).order_by("index"))
+    rows = Step.objects.filter(run_id=run.pk, index__gt=after).order_by("index")
+    steps = list(rows[:limit] if limit is not None else rows)
     if not steps:
         return []
     states = step_states(run_id=run.pk) if after < 0 else None
@@ -234,7 +236,7 @@ def run_steps_view(*, run: Run, after: int = -1) -> list[dict[str, Any]]:
     else:
         previous = run.input
     activities: dict[int, list[dict[str, Any]]] = {}
-    for a in Activity.objects.filter(run_id=run.pk, step__gt=after).order_by("step", "seq"):
+    for a in Activity.objects.filter(run_id=run.pk, step__gt=after, step__lte=steps[-1].index).order_by("step", "seq"):
         activities.setdefault(a.step, []).append(_activity_dict(a))
     out = []
     for s in steps:

@@ -212,3 +212,15 @@ def test_a_page_of_runs_costs_the_same_few_queries_whatever_its_size(
     for limit in (1, 30):
         with django_assert_max_num_queries(3):  # token + user, the user's groups, the page (runs with graphs)
             assert len(operator.get("/api/runs", {"limit": limit}).json()["runs"]) == limit
+
+
+def test_steps_come_in_pages(operator: Client) -> None:
+    from tests.helpers import start_and_execute
+
+    run = start_and_execute("t-count", {"target": 5})
+    first = operator.get(f"/api/runs/{run.trace_id}/steps", {"limit": 2}).json()
+    assert [s["index"] for s in first["steps"]] == [0, 1] and first["next_after"] == 1
+    second = operator.get(f"/api/runs/{run.trace_id}/steps", {"limit": 2, "after": 1}).json()
+    assert [s["index"] for s in second["steps"]] == [2, 3] and second["steps"][0]["input"] == first["steps"][1]["state"]
+    last = operator.get(f"/api/runs/{run.trace_id}/steps", {"limit": 2, "after": 3}).json()
+    assert [s["index"] for s in last["steps"]] == [4] and last["next_after"] is None

@@ -107,3 +107,17 @@ def test_the_run_page_shows_who_forked_the_run_and_its_role() -> None:
     assert '<dt>Forked by</dt><dd id="run-creator">olga <span class="muted">(runs as operator)</span>' in html
     html = page.get(f"/runs/{parent.trace_id}/").content.decode()
     assert '<dt>Started by</dt><dd id="run-creator">root <span class="muted">(runs as admin)</span>' in html
+
+
+def test_start_run_on_the_command_line_runs_as_the_user_given() -> None:
+    import io
+
+    from django.core.management import call_command
+
+    user_with("ada", "admin")
+    out = io.StringIO()
+    call_command("start_run", "t-count", "--input", '{"target": 1}', "--user", "ada", "--json", stdout=out)
+    run = Run.objects.get(trace_id=json.loads(out.getvalue())["trace_id"])
+    assert run.context == {"user": "ada", "role": "admin"} and run.created_by is not None
+    call_command("start_run", "t-count", "--input", '{"target": 1}', stdout=io.StringIO())
+    assert Run.objects.exclude(pk=run.pk).get().context == {"user": "", "role": "operator"}

@@ -1,4 +1,4 @@
-"""``python manage.py start_run GRAPH [--version N] [--input JSON] [--wait] [--json]``."""
+"""``python manage.py start_run GRAPH [--version N] [--input JSON] [--wait] [--json] [--user NAME]``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import json
 import time
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.models import Graph, Run
+from runs.permissions import primary_role
+from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, run_start
 
 
@@ -27,21 +30,32 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
         parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait")
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument(
+            "--user",
+            default="",
+            help="start as this user, with their strongest role (default: no user, the operator role)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             data = json.loads(options["input"])
         except json.JSONDecodeError as exc:
             raise CommandError(f"--input is not valid JSON: {exc}") from None
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"], is_active=True).first()
+            if user is None:
+                raise CommandError(f"no active user {options['user']!r}")
         try:
             run = run_start(
                 graph_name=options["graph"],
                 version=options["version"],
                 data=data,
                 seed=options["seed"],
-                role="operator",
+                user=user,
+                role=primary_role(user) if user else "operator",
             )
-        except Graph.DoesNotExist as exc:
+        except (Graph.DoesNotExist, GraphNotRunnable) as exc:
             raise CommandError(str(exc)) from None
         except InvalidInput as exc:
             raise CommandError(f"invalid input for graph {options['graph']!r}: {exc}") from None

@@ -10,9 +10,9 @@ from ninja import Field, Query, Router, Schema
 
 from approvals.models import ApprovalRequest
 from approvals.selectors import approval_get, decided_list, pending_list
-from approvals.services import approval_decide
-from cmo_site.api_support import StrictIn, caller, errors, requires
-from runs.permissions import APPROVE, VIEW
+from approvals.services import REASON_MAX_CHARS, approval_decide
+from cmo_site.shared.api import StrictIn, caller, errors, requires
+from cmo_site.shared.permissions import APPROVE, VIEW
 
 router = Router(tags=["approvals"])
 
@@ -52,7 +52,7 @@ class ApprovalListOut(Schema):
 class DecideIn(StrictIn):
     approve: bool
     # The DecisionNotice envelope (runs/schemas/DecisionNotice.json) carries the reason and caps it at 5,000.
-    reason: str = Field("", max_length=5000, description="required to reject")
+    reason: str = Field("", max_length=REASON_MAX_CHARS, description="required to reject")
 
 
 def _approval_out(a: ApprovalRequest) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
 from approvals import selectors
-from approvals.services import APPROVALS_GROUP
+from cmo_site.shared import live
 from runs.engine import statemachine as sm
 
 # As many rows as the inbox page shows.
@@ -34,7 +34,7 @@ class ApprovalsConsumer(AsyncJsonWebsocketConsumer):
     """Signed-in users whose role may view; anonymous users are refused with 4401, others with 4403."""
 
     async def connect(self) -> None:
-        from runs.permissions import VIEW, can
+        from cmo_site.shared.permissions import VIEW, can
 
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -43,7 +43,7 @@ class ApprovalsConsumer(AsyncJsonWebsocketConsumer):
         if not await database_sync_to_async(can)(user, VIEW):
             await self.close(code=4403)
             return
-        for group in (APPROVALS_GROUP, "runs"):
+        for group in (live.APPROVALS_GROUP, live.RUNS_GROUP):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups.append(group)
         await self.accept()

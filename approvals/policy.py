@@ -42,10 +42,11 @@ from regopy import Interpreter
 
 from runs.engine.boundary import activity_region
 from runs.engine.errors import PolicyDenied
+from runs.engine.plugins import Policy
 
 if TYPE_CHECKING:
-    from runs.engine.checkpointer import RunSnapshot
     from runs.engine.context import NodeContext
+    from runs.engine.stores import RunSnapshot
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 ENTRYPOINT = "cmo/main/deny"
@@ -90,7 +91,7 @@ def policy_input(kind: str, request: dict[str, Any], *, size: int, role: str) ->
     }
 
 
-class PolicyEngine:
+class PolicyEngine(Policy):
     """The compiled policies; callable as an Executor's ``policy``. Thread-safe (one lock per engine)."""
 
     def __init__(

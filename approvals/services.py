@@ -27,29 +27,27 @@ from django.utils import timezone
 
 from approvals import risk
 from approvals.models import ApprovalRequest, RiskRule
-from runs.engine.checkpointer import ACTIVITY_PENDING
-from runs.engine.errors import Suspend
+from cmo_site.shared import live
+from cmo_site.shared.permissions import APPROVE, can
+from runs.engine.errors import CMOError, Suspend
 from runs.engine.hashing import normalize
 from runs.engine.redaction import redact, redact_text
 from runs.engine.schemas import validate_envelope
+from runs.engine.stores import ACTIVITY_PENDING
 from runs.models import Activity
 from runs.services.a2a import decision_notice_publish
-from runs.services.dispatch import group_send_now
 from runs.services.events import run_event_add
 from runs.services.signals import activity_answer
 
-DECIDER_GROUPS = ("approver", "admin")
-# The channel group the inbox and the navigation badge listen to.
-APPROVALS_GROUP = "approvals"
 ACTIVITY_TYPE = "request_approval"
 
 
-class ApprovalError(Exception):
+class ApprovalError(CMOError):
     """Base of the approval errors a view turns into a 4xx answer."""
 
 
 class ReasonRequired(ApprovalError, ValueError):
-    pass
+    status, code = 422, "reason_required"
 
 
 # The DecisionNotice envelope's limit on "reason".
@@ -57,15 +55,19 @@ REASON_MAX_CHARS = 5000
 
 
 class ReasonTooLong(ApprovalError, ValueError):
-    pass
+    status, code = 422, "reason_too_long"
 
 
 class ApprovalNotPending(ApprovalError):
     """The request was already decided, expired or auto-approved."""
 
+    status, code = 409, "not_pending"
+
 
 class ApprovalNotReady(ApprovalError):
     """The run has not finished recording its request_approval activity yet (milliseconds); try again."""
+
+    status, code = 409, "not_ready"
 
 
 # -- reading the rules -----------------------------------------------------------------
@@ -104,12 +106,8 @@ def expiry_hours(level: str) -> float:
 
 
 def user_can_decide(user: AbstractBaseUser | AnonymousUser | None) -> bool:
-    """Superusers and members of the "approver" or "admin" groups, if active."""
-    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    return bool(user.groups.filter(name__in=DECIDER_GROUPS).exists())  # type: ignore[union-attr]
+    """Whether ``user`` may approve or reject (the APPROVE grant: approvers and admins, if active)."""
+    return can(user, APPROVE)
 
 
 def decision_payload(request: ApprovalRequest) -> dict[str, Any]:
@@ -154,14 +152,10 @@ def decision_notice(request: ApprovalRequest) -> dict[str, Any]:
 
 def _announce_on_commit(request: ApprovalRequest) -> None:
     """Tell the inbox (group "approvals") after commit: {"type": "approval.changed", "request_id", ...}."""
-    message = {
-        "type": "approval.changed",
-        "request_id": request.pk,
-        "run_id": request.run_id,
-        "status": request.status,
-        "level": request.level,
-    }
-    transaction.on_commit(lambda: group_send_now(APPROVALS_GROUP, message))
+    message = live.approval_message(
+        request_id=request.pk, run_id=request.run_id, status=request.status, level=request.level
+    )
+    live.send_on_commit(live.APPROVALS_GROUP, message)
 
 
 # -- creating requests --------------------------------------------------------------------

@@ -25,7 +25,7 @@ from approvals.services import (
     ReasonTooLong,
     approval_decide,
 )
-from runs.permissions import APPROVE, VIEW, can, role_required
+from cmo_site.shared.permissions import APPROVE, VIEW, can, role_required
 
 INBOX_LIMIT = 200
 HISTORY_PAGE_SIZE = 100

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from cmo_site.models import ApiToken
-from cmo_site.tokens import SPECIALIST, SPECIALIST_NAME, api_token_create, api_token_revoke
+from cmo_site.shared.tokens import SPECIALIST, SPECIALIST_NAME, api_token_create, api_token_revoke
 
 
 class ApiTokenForm(forms.ModelForm):

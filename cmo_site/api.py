@@ -17,10 +17,10 @@ from ninja.openapi.docs import Swagger
 from ninja.responses import NinjaJSONEncoder
 
 from approvals.api import router as approvals_router
-from cmo_site.api_support import StorableJSONParser, caller, errors, install_error_handlers, requires
+from cmo_site.shared.api import StorableJSONParser, caller, errors, install_error_handlers, requires
+from cmo_site.shared.permissions import VIEW
 from replay.api import router as replay_router
 from runs.api import router as runs_router
-from runs.permissions import VIEW
 
 API_VERSION = "1.0.0"
 

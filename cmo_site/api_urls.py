@@ -5,7 +5,7 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from cmo_site.api import api
-from cmo_site.api_support import json_method_not_allowed
+from cmo_site.shared.api import json_method_not_allowed
 
 
 @csrf_exempt  # a JSON 404 for any method, not Django's HTML CSRF page

@@ -7,7 +7,7 @@ import os
 import django
 from django.core.asgi import get_asgi_application
 
-from cmo_site import telemetry
+from cmo_site.shared import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmo_site.settings")
 django.setup(set_prefix=False)

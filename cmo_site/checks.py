@@ -28,7 +28,7 @@ def metrics_token_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 @register(deploy=True)
 def telemetry_exporter_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from cmo_site.telemetry import exporter_names
+    from cmo_site.shared.telemetry import exporter_names
 
     try:
         exporter_names()

@@ -5,13 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-TOKEN_ROLE_CHOICES = [
-    ("viewer", "viewer: read"),
-    ("operator", "operator: read, start, abort, fork, import"),
-    ("approver", "approver: read, decide approvals"),
-    ("admin", "admin: everything the user may do"),
-    ("specialist", "specialist: register and heartbeat specialists only"),
-]
+from cmo_site.shared.permissions import TOKEN_ROLE_CHOICES
 
 
 class ApiToken(models.Model):

@@ -2,8 +2,8 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from cmo_site.health import health_ready
 from cmo_site.prometheus import metrics
+from cmo_site.shared.health import health_ready
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("health/ready", health_ready, name="health-ready"),

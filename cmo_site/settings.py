@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from cmo_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from cmo_site.shared.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CMO_VAR_DIR", str(BASE_DIR / "var")))
@@ -122,7 +122,7 @@ if REDIS_URL:
             # redis-py 8 defaults to a 5 s socket timeout, equal to channels-redis's
             # blocking read: idle workers would die (django/channels_redis#422).
             # max_connections is per event loop (redis-py 8's default, stated here because
-            # its default has changed before); runs.services.dispatch holds its sends to
+            # its default has changed before); cmo_site.shared.live holds its sends to
             # SEND_SLOTS (32) of them, so runner threads wait for one instead of failing.
             # retry_on_error: a command on a connection that a Redis restart closed is sent
             # once more on a new one (by default redis-py retries nothing on the pool's
@@ -220,7 +220,6 @@ CMO_SWEEP_SECONDS = env_float("CMO_SWEEP_SECONDS", 5.0, minimum=0.1)
 # cannot starve runs submitted after it.
 CMO_STEPS_PER_SLICE = env_int("CMO_STEPS_PER_SLICE", 100, minimum=1)
 CMO_BLOB_THRESHOLD = env_int("CMO_BLOB_THRESHOLD", 64 * 1024, minimum=1024)
-CMO_DEFAULT_MAX_STEPS = env_int("CMO_DEFAULT_MAX_STEPS", 1000, minimum=1)
 # A run whose worker dies (or stalls past its lease) this many times in a row without committing a
 # step fails instead of being claimed again; from the second time it waits CMO_CRASH_BACKOFF_SECONDS, doubling.
 CMO_MAX_CRASHES = env_int("CMO_MAX_CRASHES", 3, minimum=1)
@@ -248,12 +247,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "cmo_site.log_format.ContextFilter"},
-        "redact": {"()": "cmo_site.log_format.RedactionFilter"},
+        "context": {"()": "cmo_site.shared.log_format.ContextFilter"},
+        "redact": {"()": "cmo_site.shared.log_format.RedactionFilter"},
     },
     "formatters": {
-        "json": {"()": "cmo_site.log_format.JsonFormatter"},
-        "text": {"()": "cmo_site.log_format.TextFormatter"},
+        "json": {"()": "cmo_site.shared.log_format.JsonFormatter"},
+        "text": {"()": "cmo_site.shared.log_format.TextFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": CMO_LOG_FORMAT, "filters": ["context", "redact"]}

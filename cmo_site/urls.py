@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from cmo_site.health import health
+from cmo_site.shared.health import health
 
 admin.site.site_header = "CMO administration"
 admin.site.site_title = "CMO"

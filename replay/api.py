@@ -8,12 +8,12 @@ from django.http import HttpRequest
 from ninja import Body, Field, Query, Router, Schema, Status
 from pydantic import WithJsonSchema
 
-from cmo_site.api_support import MAX_INT, StrictIn, TraceId, caller, errors, requires
+from cmo_site.shared.api import MAX_INT, StrictIn, TraceId, caller, errors, requires
+from cmo_site.shared.permissions import OPERATE, VIEW
 from replay.bundles import SCHEMA as BUNDLE_SCHEMA
 from replay.bundles import bundle_export, bundle_import
 from replay.services import run_compare, run_fork, run_verify
 from runs.api import RunOut, run_or_404, run_out
-from runs.permissions import OPERATE, VIEW
 
 router = Router(tags=["replay"])
 

@@ -32,15 +32,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from runs.activities.artifacts import artifact_name_problem, artifact_path
 from runs.engine import delta
 from runs.engine import statemachine as sm
-from runs.engine.effects import artifact_name_problem, artifact_path
-from runs.engine.errors import GraphValidationError, NotJSONError
+from runs.engine.errors import CMOError, GraphValidationError, NotJSONError
 from runs.engine.hashing import canonical_json, json_hash, normalize, sha256_hex
 from runs.engine.validation import validate_definition
 from runs.models import Activity, Graph, Run, RunEvent, Step
 from runs.selectors import step_states
-from runs.services.checkpoint import BLOB_KEY, SNAPSHOT_EVERY, blob_load, blob_store, is_blob_ref
+from runs.services.run_store import BLOB_KEY, SNAPSHOT_EVERY, blob_load, blob_store, is_blob_ref
+from runs.services.runs import actor_name, run_create
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "trace_bundle.schema.json").read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -49,12 +50,16 @@ FORMAT = "cmo-trace-bundle"
 FORMAT_VERSION = 2
 
 
-class BundleError(ValueError):
+class BundleError(CMOError, ValueError):
     """A bundle that cannot be imported; the message says why."""
+
+    status, code = 422, "invalid_bundle"
 
 
 class BundleConflict(BundleError):
     """The bundle's run already exists in this installation."""
+
+    status, code = 409, "already_exists"
 
 
 def _iso(value: Any) -> str | None:
@@ -378,7 +383,7 @@ def bundle_import(*, bundle: Any, user: AbstractBaseUser | AnonymousUser | None 
         raise BundleError(f"run {r['trace_id']} is {r['status']}: only ended runs are imported (nothing re-runs)")
     if Run.objects.filter(trace_id=r["trace_id"]).exists():
         raise BundleConflict(f"run {r['trace_id']} already exists here")
-    importer = user.get_username() if user is not None and user.is_authenticated else ""
+    importer = actor_name(user)
     written: list[str] = []
     try:
         with transaction.atomic():
@@ -425,23 +430,26 @@ def _write_rows(
     g, r = bundle["graph"], bundle["run"]
     graph = _graph_for(g, checked)
     parent = Run.objects.filter(trace_id=r["parent_trace_id"]).first() if r["parent_trace_id"] else None
-    run = Run.objects.create(
-        trace_id=r["trace_id"],
+    run = run_create(
         graph=graph,
-        input=checked.input,
-        seed=r["seed"],
-        status=r["status"],
-        step_index=r["step_index"],
-        node=r["node"],
+        data=checked.input,
         state=checked.state,
-        error=r["error"],
-        max_steps=r["max_steps"],
-        created_by=user,  # type: ignore[misc]
-        context={"user": importer, "role": role, "imported": True, "original_context": r["context"]},
+        seed=r["seed"],
+        user=user,
+        role=role,
+        node=r["node"],
+        step_index=r["step_index"],
         parent=parent,
         parent_step=r["parent_step"],
-        started_at=checked.dates["started_at"],
-        finished_at=checked.dates["finished_at"],
+        history={"imported": True, "original_context": r["context"]},
+        restore={
+            "trace_id": r["trace_id"],
+            "status": r["status"],
+            "error": r["error"],
+            "max_steps": r["max_steps"],
+            "started_at": checked.dates["started_at"],
+            "finished_at": checked.dates["finished_at"],
+        },
     )
     Run.objects.filter(pk=run.pk).update(created_at=checked.dates["created_at"])
     rows = []

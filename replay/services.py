@@ -13,23 +13,25 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from replay.diffing import state_diff
-from runs.engine.checkpointer import ActivityRecord, RunSnapshot
-from runs.engine.errors import NotJSONError
+from runs.engine.errors import CMOError, NotJSONError
 from runs.engine.graph import END, NODES
 from runs.engine.hashing import json_hash, normalize_text
-from runs.engine.replay import Replayed, reexecute
+from runs.engine.reexecute import Replayed, reexecute
 from runs.engine.secrets import SecretInState, refuse_secrets
+from runs.engine.stores import ActivityRecord, RunSnapshot
 from runs.engine.validation import route
 from runs.models import Activity, Graph, Run, Step
 from runs.selectors import step_state, step_states
-from runs.services.checkpoint import activity_record, run_snapshot
-from runs.services.dispatch import run_wake
 from runs.services.events import run_event_add
 from runs.services.graphs import GraphNotRunnable, graph_run_refusal
+from runs.services.run_store import activity_record, run_snapshot
+from runs.services.runs import actor_name, run_create
 
 
-class ReplayError(ValueError):
+class ReplayError(CMOError, ValueError):
     """A replay request that cannot be served (no such step, a fork past the end, ...)."""
+
+    status, code = 422, "replay_refused"
 
 
 def _activities_by_step(run: Run) -> dict[int, dict[int, ActivityRecord]]:
@@ -371,26 +373,19 @@ def run_fork(
         raise ReplayError(f"step {step} ended the run; there is nothing to continue")
     if next_node not in {n["name"] for n in graph.definition["nodes"]}:
         raise ReplayError(f"node {next_node!r} is not in version {graph.version}")
-    actor = user.get_username() if user is not None and user.is_authenticated else ""
+    actor = actor_name(user)
     with transaction.atomic():
-        child = Run.objects.create(
+        child = run_create(
             graph=graph,
-            input=state,
-            state=state,
+            data=state,
             seed=run.seed,
+            user=user,
+            role=role,
             node=next_node,
             step_index=step + 1,
-            max_steps=graph.definition.get("max_steps", run.max_steps),
             parent=run,
             parent_step=step,
-            created_by=user if actor else None,  # type: ignore[misc]
-            context={"user": actor, "role": role, "forked_from": run.trace_id},
-        )
-        run_event_add(
-            run_id=child.pk,
-            kind="created",
-            to_status="PENDING",
-            actor=actor,
+            history={"forked_from": run.trace_id},
             message=f"forked from {run.trace_id} at step {step} by {actor or 'an anonymous caller'}",
             detail={"parent": run.trace_id, "parent_step": step, "version": graph.version, "role": role},
         )
@@ -402,5 +397,4 @@ def run_fork(
             message=f"forked at step {step} into {child.trace_id}",
             detail={"child": child.trace_id},
         )
-        run_wake(child.pk)
     return child

@@ -12,12 +12,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cmo_site.shared.permissions import OPERATE, VIEW, primary_role, role_required
 from replay import selectors
 from replay.bundles import BundleConflict, BundleError, bundle_export, bundle_import
 from replay.forms import ForkForm, ImportForm
 from replay.services import ReplayError, run_fork
 from runs.models import Run, Step
-from runs.permissions import OPERATE, VIEW, primary_role, role_required
 from runs.selectors import step_state
 from runs.services.graphs import GraphNotRunnable
 

@@ -2,7 +2,7 @@
 
 Endpoints declare their role (``auth=requires(ACTION)``), parse, call a service or
 selector and return; errors are raised and turned into JSON by the handlers
-in cmo_site.api_support.
+in cmo_site.shared.api.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
-from cmo_site.api_support import (
-    MANAGE_SPECIALISTS,
+from cmo_site.shared.api import (
     MAX_INT,
     ApiError,
     Name,
@@ -27,9 +26,9 @@ from cmo_site.api_support import (
     errors,
     requires,
 )
+from cmo_site.shared.permissions import MANAGE_SPECIALISTS, OPERATE, VIEW
 from runs import metrics, selectors
 from runs.models import Activity, Graph, Run, Specialist
-from runs.permissions import OPERATE, VIEW
 from runs.services.graphs import graph_create_from_json, graph_resolve
 from runs.services.runs import run_abort, run_start
 from runs.services.specialists import (

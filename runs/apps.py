@@ -11,12 +11,10 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
-        """Import the configured graph modules so their nodes and specialists register."""
-        from runs.engine import specialists
-        from runs.services.a2a import remote_publish
-        from runs.services.specialists import specialist_refusal
+        """Plug the runs app's activities into the engine, then import the configured graph modules so their
+        nodes and specialists register."""
+        from runs import activities
 
-        specialists.registry_check = specialist_refusal
-        specialists.remote_publish = remote_publish
+        activities.register()
         for module in settings.CMO_GRAPH_MODULES:
             importlib.import_module(module)

@@ -11,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
+from cmo_site.shared import live
+
 
 class RunDispatchConsumer(AsyncConsumer):
     """Bound to the ``cmo.runs`` channel: a message names a run that may be runnable.
@@ -43,7 +45,7 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
     last_status = ""  # the status the page shows: its header is sent again whenever the run's differs
 
     async def connect(self) -> None:
-        from runs.permissions import VIEW, can
+        from cmo_site.shared.permissions import VIEW, can
 
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -55,8 +57,8 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         self.run_id = kwargs.get("run_id")
         if self.run_id is None:
-            await self.channel_layer.group_add("runs", self.channel_name)
-            self.groups.append("runs")
+            await self.channel_layer.group_add(live.RUNS_GROUP, self.channel_name)
+            self.groups.append(live.RUNS_GROUP)
             await self.accept()
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -68,7 +70,7 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
         if not await database_sync_to_async(_run_exists)(self.run_id):
             await self.close(code=4404)
             return
-        group = f"run-{self.run_id}"
+        group = live.run_group(self.run_id)
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
         await self.accept()

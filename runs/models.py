@@ -14,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
+from runs.engine.graph import DEFAULT_MAX_STEPS
 from runs.fields import ReadableJSONField
 
 
@@ -76,7 +77,7 @@ class Run(models.Model):
     wait_reason = models.TextField(blank=True)
     context = ReadableJSONField(default=dict, blank=True, help_text="who started the run and with what role")
 
-    max_steps = models.PositiveIntegerField(default=1000)
+    max_steps = models.PositiveIntegerField(default=DEFAULT_MAX_STEPS)
     deadline_at = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True, help_text="a retry's backoff: not runnable before")
     abort_requested = models.BooleanField(default=False)

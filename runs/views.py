@@ -1,4 +1,4 @@
-"""Dashboard pages: parse, authorize (runs.permissions), call a selector or service, render."""
+"""Dashboard pages: parse, authorize (cmo_site.shared.permissions), call a selector or service, render."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_http_methods, require_POST
 
+from cmo_site.shared.permissions import OPERATE, VIEW, can, primary_role, role_required
 from replay import selectors as replay_selectors
 from runs import selectors
 from runs.engine import statemachine as sm
 from runs.engine.json_input import JSONInputError, parse_json
 from runs.models import Graph, Run
-from runs.permissions import OPERATE, VIEW, can, primary_role, role_required
 from runs.services import leases
 from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, input_errors, run_abort, run_start

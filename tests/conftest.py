@@ -115,7 +115,7 @@ def _end_stray_database_sessions(django_db_setup: None, django_db_blocker: Any) 
 @pytest.fixture
 def console_log() -> Iterator[io.StringIO]:
     """What the configured console handler (settings.LOGGING, with its filters) writes, as JSON lines."""
-    from cmo_site.log_format import JsonFormatter, RedactionFilter
+    from cmo_site.shared.log_format import JsonFormatter, RedactionFilter
 
     handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactionFilter) for f in h.filters))
     assert isinstance(handler, logging.StreamHandler)

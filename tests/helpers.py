@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from runs.engine.executor import Executor, Outcome
+from runs.engine.plugins import NO_POLICY
 from runs.models import Run
-from runs.services.checkpoint import DjangoCheckpointer
 from runs.services.leases import run_claim
+from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_start
 
 OWNER = "test-worker"
@@ -15,6 +16,7 @@ OWNER = "test-worker"
 
 def execute(run: Run, *, owner: str = OWNER, max_steps: int | None = None, **executor_kwargs: Any) -> Outcome:
     assert run_claim(run_id=run.pk, owner=owner), "run was not claimable"
+    executor_kwargs.setdefault("policy", NO_POLICY)
     executor = Executor(DjangoCheckpointer(owner=owner), sleep=lambda s: None, **executor_kwargs)
     try:
         return executor.run(run.pk, max_steps=max_steps)

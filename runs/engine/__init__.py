@@ -1,7 +1,7 @@
 """The CMO runtime: graphs, the executor and the activity boundary.
 
 Importable without a web request; it reaches storage only through
-:class:`runs.engine.checkpointer.Checkpointer`.
+:class:`runs.engine.stores.Checkpointer`.
 """
 
 from runs.engine.errors import (

@@ -23,17 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runs.engine import effects
+from runs.engine import http as http_effect
 from runs.engine import observability as obs
 from runs.engine.boundary import activity_region
-from runs.engine.checkpointer import (
-    ACTIVITY_COMPLETED,
-    ACTIVITY_FAILED,
-    ACTIVITY_PENDING,
-    ActivityRecord,
-    Checkpointer,
-    RunSnapshot,
-)
 from runs.engine.errors import (
     ActivityError,
     Cancelled,
@@ -46,10 +38,19 @@ from runs.engine.errors import (
     Suspend,
 )
 from runs.engine.hashing import normalize
+from runs.engine.plugins import PLUGINS, Policy
 from runs.engine.redaction import redact, redact_text
 from runs.engine.secrets import secret_get
+from runs.engine.stores import (
+    ACTIVITY_COMPLETED,
+    ACTIVITY_FAILED,
+    ACTIVITY_PENDING,
+    ActivityRecord,
+    ActivityStore,
+    RunSnapshot,
+)
 
-__all__ = ["Activities", "Cancelled", "NodeContext", "NodeResult", "PolicyCheck"]
+__all__ = ["Activities", "Cancelled", "NodeContext", "NodeResult"]
 
 
 @dataclass
@@ -59,7 +60,6 @@ class NodeResult:
     output: Any = None
 
 
-PolicyCheck = Callable[[str, dict[str, Any], "NodeContext"], None]
 
 
 # The response of a failed record that a policy refused (replayed as PolicyDenied, never retried).
@@ -74,17 +74,21 @@ def _sent_size(request: Any, redacted_size: int) -> int:
         return redacted_size
 
 
+# The activities the engine itself provides; apps register the others (runs.engine.plugins).
+ENGINE_ACTIVITIES = ("now", "rand", "randint", "uuid4", "http", "wait_for_signal")
+
+
 class Activities:
     def __init__(
         self,
         ctx: NodeContext,
-        checkpointer: Checkpointer,
+        activity_store: ActivityStore,
         *,
         replay_only: bool = False,
-        policy: PolicyCheck | None = None,
+        policy: Policy | None = None,
     ):
         self._ctx = ctx
-        self._cp = checkpointer
+        self._store = activity_store
         self._seq = 0
         self._records: dict[int, ActivityRecord] | None = None
         self._replay_only = replay_only
@@ -99,7 +103,7 @@ class Activities:
     def _recorded(self) -> dict[int, ActivityRecord]:
         if self._records is None:
             try:
-                self._records = self._cp.activities(self._ctx.run.run_id, self._ctx.step)
+                self._records = self._store.activities(self._ctx.run.run_id, self._ctx.step)
             except CheckpointUnavailable as exc:
                 raise self._ctx.fatal_error(exc) from exc
         return self._records
@@ -183,7 +187,7 @@ class Activities:
         record.duration_ms = (time.perf_counter() - started) * 1000
         self._ctx._check_live()
         try:
-            stored = self._cp.put_activity(self._ctx.run.run_id, record)
+            stored = self._store.put_activity(self._ctx.run.run_id, record)
         except CheckpointUnavailable as exc:
             raise self._ctx.fatal_error(exc) from exc
         self._recorded()[seq] = stored
@@ -211,7 +215,7 @@ class Activities:
             attempt=self._ctx.attempt,
         )
         try:
-            stored = self._cp.put_activity(self._ctx.run.run_id, record)
+            stored = self._store.put_activity(self._ctx.run.run_id, record)
         except CheckpointUnavailable as exc:
             raise self._ctx.fatal_error(exc) from exc
         self._recorded()[seq] = stored
@@ -281,33 +285,11 @@ class Activities:
             self.call(
                 "http",
                 request,
-                lambda: effects.http_request(
+                lambda: http_effect.http_request(
                     method, url, headers=headers, json=json, params=params, timeout=timeout, idempotency_key=key
                 ),
             )
         )
-
-    def call_mcp(self, server: str, tool: str, arguments: dict[str, Any] | None = None) -> Any:
-        """Call ``tool`` on the configured MCP server ``server`` (settings.CMO_MCP_SERVERS)."""
-        request = {"server": server, "tool": tool, "arguments": arguments or {}}
-        return self.call("call_mcp", request, lambda: effects.mcp_call(server, tool, arguments or {}))
-
-    def write_artifact(self, name: str, content: str | bytes) -> dict[str, Any]:
-        """Store ``content`` under ``name`` in the artifact storage; returns {name, sha256, size}."""
-        data = content.encode() if isinstance(content, str) else bytes(content)
-        request = {"name": name, "sha256": effects.sha256_bytes(data), "size": len(data)}
-        return dict(
-            self.call("write_artifact", request, lambda: effects.artifact_write(name, data), sent_bytes=len(data))
-        )
-
-    def read_artifact(self, name: str) -> str:
-        """The artifact's text; large ones are recorded as a blob reference."""
-        return str(self.call("read_artifact", {"name": name}, lambda: effects.artifact_read(name)))
-
-    def db_query(self, sql: str, params: list[Any] | None = None, *, database: str = "default") -> dict[str, Any]:
-        """A read-only SQL query (in a read-only transaction); returns {columns, rows}."""
-        request = {"sql": sql, "params": params or [], "database": database}
-        return dict(self.call("db_query", request, lambda: effects.db_query(sql, params or [], database)))
 
     def wait_for_signal(self, name: str) -> Any:
         """Suspend the run until a signal ``name`` arrives (``runs.services.signals.run_signal``).
@@ -321,58 +303,20 @@ class Activities:
 
         return self.call("signal", {"name": name}, suspend)
 
-    def send_a2a(self, specialist: str, task: str, payload: dict[str, Any] | None = None) -> Any:
-        """Invoke a specialist and return its result payload.
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        """An activity kind an app registered (runs.engine.plugins): ``ctx.activities.write_artifact(...)``."""
+        kind = PLUGINS.activity(method)
+        if kind is None:
+            known = ", ".join([*ENGINE_ACTIVITIES, *PLUGINS.activity_methods()])
+            raise AttributeError(f"ctx.activities has no activity {method!r}; the activities here are: {known}")
 
-        In-process specialists answer at once; a specialist on Redis Streams gets
-        the request published and the run waits (WAITING, no worker held) until
-        its result is recorded.
-        """
-        request = {"specialist": specialist, "task": task, "payload": payload or {}}
-        seq = self._seq
-        return self.call(
-            "send_a2a", request, lambda: effects.a2a_invoke(self._ctx, specialist, task, payload or {}, seq)
-        )
+        def activity(*args: Any, **kwargs: Any) -> Any:
+            call = kind.build(self._ctx, self._seq, *args, **kwargs)
+            response = self.call(kind.name, call.request, call.effect, sent_bytes=call.sent_bytes)
+            return kind.answer(response) if kind.answer is not None else response
 
-    def request_approval(self, action: dict[str, Any], preview: str = "") -> dict[str, Any]:
-        """Ask a human to approve ``action``; returns the decision as a dict.
-
-        ``action`` describes what the node is about to do: ``files``,
-        ``commands``, ``code``, ``api_calls`` (lists) and ``amount``. The risk
-        engine (``approvals.risk``, rules in admin) scores it. Low risk is
-        auto-approved at once: ``{"approved": True, "auto": True, ...}``.
-        Otherwise an ApprovalRequest waits and the run suspends (WAITING, no
-        worker held) until an approver decides or it expires (critical/high
-        4 h, medium 8 h, low 24 h; ``CMO_APPROVAL_EXPIRY_HOURS``). The step
-        then re-executes, earlier activities return their records, and this
-        call returns ``{"approved": True, "by": user, "reason": ...}`` or, on
-        rejection or expiry, ``{"approved": False, "reason": ...}``: a
-        decision the node may route on with an edge. "By default the run
-        fails with the reason" is :meth:`require_approval`.
-        """
-        seq = self._seq
-        ctx = self._ctx
-
-        def effect() -> Any:
-            from approvals.services import approval_activity_effect  # the Django app; imported outside the node
-
-            return approval_activity_effect(
-                run_id=ctx.run.run_id, step=ctx.step, seq=seq, node=ctx.node, action=action, preview=preview
-            )
-
-        return dict(self.call("request_approval", {"action": action, "preview": preview}, effect))
-
-    def require_approval(self, action: dict[str, Any], preview: str = "") -> dict[str, Any]:
-        """:meth:`request_approval`, but a rejection or expiry raises
-        ActivityError("request_approval", "rejected: <reason>"), so the run fails with the reason.
-
-        While the request waits, the call raises the engine's Suspend signal (a BaseException):
-        never catch it. A node that wants to act on a rejection routes on
-        :meth:`request_approval`'s answer instead of catching anything."""
-        decision = self.request_approval(action, preview)
-        if not decision.get("approved"):
-            raise ActivityError("request_approval", f"rejected: {decision.get('reason') or 'no reason given'}")
-        return decision
+        activity.__name__ = method
+        return activity
 
 
 class NodeContext:
@@ -385,10 +329,10 @@ class NodeContext:
         step: int,
         node: str,
         attempt: int,
-        checkpointer: Checkpointer,
+        activity_store: ActivityStore,
         abort_check: Callable[[], bool] | None = None,
         replay_only: bool = False,
-        policy: PolicyCheck | None = None,
+        policy: Policy | None = None,
     ):
         self.run = run
         self.step = step
@@ -398,7 +342,7 @@ class NodeContext:
         self._cancelled = threading.Event()
         self.fatal: EngineError | None = None
         self._abort_check = abort_check
-        self.activities = Activities(self, checkpointer, replay_only=replay_only, policy=policy)
+        self.activities = Activities(self, activity_store, replay_only=replay_only, policy=policy)
 
     def secret(self, name: str) -> str:
         """Secret ``name`` from the worker's environment; not recorded, and refused in state (runs.engine.secrets)."""

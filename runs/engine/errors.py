@@ -1,4 +1,9 @@
-"""Errors the engine raises; each message names the thing that is wrong."""
+"""The one error hierarchy: CMOError, with the engine's own errors and signals here.
+
+Every error carries what an API answer needs: ``status`` and ``code`` (class attributes, or set
+per instance) and ``details``. The apps' errors subclass CMOError too, so the API maps an error by
+its class and keeps no table of other modules' errors. Each message names the thing that is wrong.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,34 @@ from collections.abc import Callable
 from typing import Any
 
 
-class EngineError(Exception):
+class CMOError(Exception):
+    """The root of CMO's errors. An API answer is ``status`` with ``{"code", "message", "details"}``;
+    500 (a server failure) for an error no request should be able to cause."""
+
+    status = 500
+    code = "error"
+    details: Any = None
+
+
+class EngineError(CMOError):
     """Base class of the engine's own errors."""
 
 
 class GraphValidationError(EngineError):
     """A graph definition is invalid; ``problems`` lists every problem found."""
 
+    status, code = 422, "invalid_graph"
+
     def __init__(self, graph_name: str, problems: list[str]):
         self.graph_name = graph_name
         self.problems = problems
+        self.details = problems
         super().__init__(f"graph {graph_name!r} is invalid: " + "; ".join(problems))
 
 
-class UnknownGraph(EngineError):
-    pass
-
-
 class InvalidTransition(EngineError):
+    status, code = 409, "invalid_transition"
+
     def __init__(self, current: str, target: str):
         self.current = current
         self.target = target
@@ -33,6 +48,8 @@ class InvalidTransition(EngineError):
 
 class NotJSONError(EngineError):
     """A value that must be JSON (state, output, activity payload) is not."""
+
+    status, code = 422, "not_json"
 
 
 class NonDeterminismError(EngineError):
@@ -64,10 +81,6 @@ class NodeTimeout(EngineError):
     pass
 
 
-class StepFailed(EngineError):
-    """A node raised; carries the error text recorded on the run."""
-
-
 class EngineSignal(BaseException):
     """Control flow that must reach the engine through node code.
 
@@ -78,10 +91,6 @@ class EngineSignal(BaseException):
 
 
 class RunAborted(EngineSignal):
-    pass
-
-
-class RunTimedOut(EngineError):
     pass
 
 

@@ -21,16 +21,14 @@ from typing import Any
 from runs.engine import determinism
 from runs.engine import observability as obs
 from runs.engine import statemachine as sm
-from runs.engine.boundary import NodeGuard, node_region
-from runs.engine.checkpointer import Checkpointer, RunSnapshot, StepRecord, StepWarning
-from runs.engine.context import NodeContext, NodeResult, PolicyCheck
+from runs.engine.boundary import NodeGuard
+from runs.engine.context import NodeContext, NodeResult
 from runs.engine.determinism import NondeterministicCall
 from runs.engine.errors import (
     ActivityError,
     BoundaryViolation,
     Cancelled,
     CheckpointUnavailable,
-    EngineSignal,
     LeaseLost,
     NodeTimeout,
     NonDeterminismError,
@@ -44,8 +42,11 @@ from runs.engine.errors import (
 )
 from runs.engine.graph import END, NODES, NodeRegistry, NodeSpec, RetryPolicy
 from runs.engine.hashing import json_hash, normalize_text
+from runs.engine.invoke import call_node
+from runs.engine.plugins import Policy
 from runs.engine.redaction import redact_text
 from runs.engine.secrets import SecretInState, SecretMissing, refuse_secrets
+from runs.engine.stores import Checkpointer, RunSnapshot, StepRecord, StepWarning
 from runs.engine.validation import route
 
 # Failures that a retry cannot fix: they come from the code, not the world.
@@ -88,12 +89,15 @@ class Attempt:
 
 
 class Executor:
+    """Runs steps for a checkpointer under ``policy``: always given (``NO_POLICY`` to say there is none), so no
+    new way of building an executor silently skips the policies."""
+
     def __init__(
         self,
         checkpointer: Checkpointer,
         *,
+        policy: Policy,
         registry: NodeRegistry = NODES,
-        policy: PolicyCheck | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_step: Callable[[int, StepRecord], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
@@ -129,10 +133,9 @@ class Executor:
 
     def _drive(self, run_id: int, snap: RunSnapshot, budget: int | None) -> Outcome:
         self.cp.start(run_id)
-        check_run_start = getattr(self.policy, "check_run_start", None)
-        if check_run_start is not None and snap.step_index == 0 and snap.attempt == 1:
+        if snap.step_index == 0 and snap.attempt == 1:
             try:
-                check_run_start(snap)
+                self.policy.check_run_start(snap)
             except PolicyDenied as exc:
                 self.cp.finish(run_id, sm.FAILED, error=str(exc))
                 return Outcome.FAILED
@@ -185,14 +188,6 @@ class Executor:
         error = attempt.error
         if attempt.findings and not isinstance(error, (LeaseLost, CheckpointUnavailable)):
             self._warn_nondeterminism(run_id, snap, attempt)
-        pending = attempt.ctx.activities.pending
-        if pending is not None and not isinstance(error, EngineSignal):
-            error = SuspendSwallowed(
-                f"node {snap.node!r} {'returned' if error is None else 'raised ' + type(error).__name__} while its "
-                f"{pending.type} activity #{pending.seq} is still waiting for an answer: it caught the engine's "
-                "Suspend signal (a bare except or except BaseException); let it propagate, and the run waits "
-                "without holding a worker, then re-executes the step once the answer is recorded"
-            )
 
         if isinstance(error, Suspend):
             if self.cp.suspend(run_id, step=snap.step_index, reason=error.reason):
@@ -305,7 +300,7 @@ class Executor:
             step=snap.step_index,
             node=snap.node,
             attempt=snap.attempt,
-            checkpointer=self.cp,
+            activity_store=self.cp,
             abort_check=lambda: self.cp.abort_requested(run_id),
             policy=self.policy,
         )
@@ -337,24 +332,7 @@ class Executor:
         self, spec: NodeSpec, state: Any, ctx: NodeContext, timeout: float | None, guard: NodeGuard
     ) -> NodeResult:
         def call() -> NodeResult:
-            fresh = _fresh(state)  # outside the region: the engine's copy is not the node's code
-            try:
-                with node_region(guard):
-                    out = spec.fn(fresh, ctx)
-            except Exception as exc:
-                # A node that swallowed a violation and then raised something else still fails with it.
-                remembered = guard.failure()
-                if remembered is None or type(remembered) is type(exc):
-                    raise
-                raise remembered from exc
-            remembered = guard.failure()
-            if remembered is not None:
-                raise remembered
-            if ctx.fatal is not None:
-                raise ctx.fatal
-            if isinstance(out, NodeResult):
-                return out
-            return NodeResult(state=out)
+            return call_node(spec, state, ctx, guard)
 
         if timeout is None:
             return call()
@@ -383,13 +361,7 @@ def _node_def(snap: RunSnapshot, name: str) -> dict[str, Any]:
     return {}
 
 
-def _fresh(state: Any) -> Any:
-    """A private copy of the state, so a node mutating it cannot change the checkpoint."""
-    import copy
-
-    return copy.deepcopy(state)
-
-
+# Errors whose own message is the step's error text.
 _KNOWN = (
     NotJSONError,
     NonDeterminismError,

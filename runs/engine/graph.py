@@ -17,6 +17,8 @@ from typing import Any
 from runs.engine.hashing import sha256_hex
 
 END = "__end__"
+# A graph that does not say how many steps a run may take allows this many (cycles must end).
+DEFAULT_MAX_STEPS = 1000
 
 NodeFn = Callable[[Any, Any], Any]
 
@@ -136,7 +138,7 @@ class GraphSpec:
     edges: list[Edge]
     description: str = ""
     input_schema: dict[str, Any] | None = None
-    max_steps: int = 1000
+    max_steps: int = DEFAULT_MAX_STEPS
     run_timeout: float | None = None
     determinism: str = "warn"
 
@@ -190,7 +192,7 @@ def graph(
     nodes: list[str] | None = None,
     description: str = "",
     input_schema: dict[str, Any] | None = None,
-    max_steps: int = 1000,
+    max_steps: int = DEFAULT_MAX_STEPS,
     run_timeout: float | None = None,
     determinism: str = "warn",
     register: bool = True,

@@ -14,6 +14,7 @@ import codecs
 import json
 from typing import Any
 
+from runs.engine.errors import CMOError
 from runs.engine.hashing import MAX_JSON_DEPTH
 
 # The largest integer a counter column (PositiveIntegerField: 32-bit in PostgreSQL) stores.
@@ -22,12 +23,12 @@ MAX_INT = 2**31 - 1
 DOCUMENT_DEPTH_MARGIN = 10
 
 
-class JSONInputError(ValueError):
+class JSONInputError(CMOError, ValueError):
     """Input that is not JSON we accept. ``status`` is 400 for what is not JSON at all, 422 for JSON we refuse."""
 
     def __init__(self, status: int, code: str, message: str):
-        self.status = status
-        self.code = code
+        self.status = status  # type: ignore[misc]  # per instance: 400 or 422
+        self.code = code  # type: ignore[misc]
         self.message = message
         super().__init__(message)
 

@@ -2,8 +2,8 @@
 
 The executor and the activity boundary call :func:`run_scope`,
 :func:`step_scope` and :func:`activity_scope`. Each sets the log fields (a
-ContextVar read by ``cmo_site.log_format``) and, only when a tracer has been
-installed (``cmo_site.telemetry.configure`` with an exporter), opens a span
+ContextVar read by ``cmo_site.shared.log_format``) and, only when a tracer has been
+installed (``cmo_site.shared.telemetry.configure`` with an exporter), opens a span
 with the ``cmo.*`` attributes. With tracing off a scope costs a ContextVar set
 and reset (well under a microsecond); no OpenTelemetry code runs.
 
@@ -47,7 +47,7 @@ def bound(**fields: Any) -> Iterator[None]:
         LOG_FIELDS.reset(token)
 
 
-# The OpenTelemetry trace id a new root span should take (read by cmo_site.telemetry's id generator).
+# The OpenTelemetry trace id a new root span should take (read by cmo_site.shared.telemetry's id generator).
 ROOT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("cmo_root_trace_id", default=None)
 
 

@@ -24,6 +24,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 
+from runs.engine.errors import CMOError
+
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 EXAMPLES_DIR = SCHEMA_DIR / "examples"
 ENVELOPES = (
@@ -49,8 +51,10 @@ def _date_time(value: object) -> bool:
     return True
 
 
-class EnvelopeInvalid(ValueError):
+class EnvelopeInvalid(CMOError, ValueError):
     """An envelope does not match its schema; ``errors`` lists {path, message}."""
+
+    status, code = 422, "invalid_envelope"
 
     def __init__(self, name: str, errors: list[dict[str, str]]):
         self.name = name

@@ -2,7 +2,8 @@
 
 ``@specialist("healer", capabilities=[...])`` registers a handler
 ``fn(task, payload, meta) -> dict``. In the embedded mode the call happens in
-the worker process, inside the activity (so it is recorded like any other).
+the worker process, inside the activity (so it is recorded like any other);
+``runs.activities.specialists`` decides where a ``send_a2a`` goes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runs.engine.errors import ActivityError, Suspend
+from runs.engine.errors import ActivityError
 
 if TYPE_CHECKING:
     from runs.engine.context import NodeContext
@@ -59,12 +60,6 @@ class SpecialistSpec:
 
 SPECIALISTS: dict[str, SpecialistSpec] = {}
 
-# Set by the runs app: (name) -> reason the specialist may not be called, or "".
-registry_check: Callable[[str], str] | None = None
-# Set by the runs app: for a remote specialist, the function that publishes the request
-# (run after the pending record is committed); None for an in-process one.
-remote_publish: Callable[[NodeContext, str, str, dict[str, Any], int], Callable[[], None] | None] | None = None
-
 
 def specialist(
     name: str,
@@ -87,14 +82,8 @@ def specialist(
     return decorate
 
 
-def invoke(ctx: NodeContext, name: str, task: str, payload: dict[str, Any], seq: int = 0) -> dict[str, Any]:
-    if registry_check is not None:
-        refusal = registry_check(name)
-        if refusal:
-            raise ActivityError("send_a2a", refusal, kind="refused")
-    publish = remote_publish(ctx, name, task, payload, seq) if remote_publish is not None else None
-    if publish is not None:
-        raise Suspend(f"waiting for specialist {name!r}", after_record=publish)
+def invoke_in_process(ctx: NodeContext, name: str, task: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Call the specialist registered in this process, retrying as its Retry asks (cut to 30 s waits)."""
     spec = SPECIALISTS.get(name)
     if spec is None:
         raise ActivityError("send_a2a", f"specialist {name!r} is not hosted in this process")

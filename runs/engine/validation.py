@@ -14,7 +14,7 @@ import jsonschema
 
 from runs.engine.determinism import MODES as DETERMINISM_MODES
 from runs.engine.errors import GraphValidationError, RoutingError
-from runs.engine.graph import END, NODES, NodeRegistry
+from runs.engine.graph import DEFAULT_MAX_STEPS, END, NODES, NodeRegistry
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$"
 
@@ -149,7 +149,7 @@ def validate_definition(definition: Any, registry: NodeRegistry = NODES) -> dict
     filled = dict(definition)
     filled.setdefault("description", "")
     filled.setdefault("input_schema", {"type": "object"})
-    filled.setdefault("max_steps", 1000)
+    filled.setdefault("max_steps", DEFAULT_MAX_STEPS)
     filled.setdefault("run_timeout", None)
     return filled
 

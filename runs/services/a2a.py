@@ -47,7 +47,7 @@ def transport() -> StreamTransport:
 
 def _trace_context() -> dict[str, str]:
     try:
-        from cmo_site.telemetry import trace_carrier
+        from cmo_site.shared.telemetry import trace_carrier
     except ImportError:  # telemetry is optional in this module's callers' view
         return {}
     return trace_carrier()

@@ -7,9 +7,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from cmo_site.shared import live
 from runs.engine import statemachine as sm
 from runs.models import Run, RunEvent
-from runs.services.dispatch import group_send_now
 
 
 def run_event_add(
@@ -34,17 +34,11 @@ def run_event_add(
         detail=detail or {},
         actor=actor,
     )
-    transaction.on_commit(lambda: _announce(run_id, event))
+    announcement = live.event_message(run_id=run_id, event_id=event.pk, kind=kind, to_status=to_status)
+    live.send_on_commit(live.run_group(run_id), announcement)
+    if to_status:
+        live.send_on_commit(live.RUNS_GROUP, live.status_message(run_id=run_id, status=to_status))
     return event
-
-
-def _announce(run_id: int, event: RunEvent) -> None:
-    group_send_now(
-        f"run-{run_id}",
-        {"type": "run.event", "run_id": run_id, "event_id": event.pk, "kind": event.kind, "to_status": event.to_status},
-    )
-    if event.to_status:
-        group_send_now("runs", {"type": "run.status", "run_id": run_id, "status": event.to_status})
 
 
 def run_transition(

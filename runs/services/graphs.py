@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from runs.engine.errors import GraphValidationError, NotJSONError
+from cmo_site.shared.permissions import ADMIN
+from runs.engine.errors import CMOError, GraphValidationError, NotJSONError
 from runs.engine.graph import GRAPHS, NODES, GraphSpec
 from runs.engine.hashing import json_hash, normalize
 from runs.engine.validation import validate_definition
 from runs.models import Graph
-from runs.permissions import ADMIN
 from runs.services.audit import audit_record
 
 
@@ -61,13 +60,17 @@ def _validated_code_graph(definition: dict[str, Any]) -> tuple[dict[str, Any], d
     return found
 
 
-class GraphPublishRefused(PermissionDenied):
-    """The caller may not publish this graph name (reserved for code, or owned by someone else): a 403."""
+class GraphPublishRefused(CMOError):
+    """The caller may not publish this graph name (reserved for code, or owned by someone else)."""
+
+    status, code = 403, "forbidden"
 
 
-class GraphNotRunnable(PermissionDenied):
+class GraphNotRunnable(CMOError):
     """The version did not come from the code or its owner (an imported definition): only an admin or the
-    name's owner may run it (a 403)."""
+    name's owner may run it."""
+
+    status, code = 403, "forbidden"
 
 
 def _store(

@@ -11,21 +11,25 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
+from cmo_site.shared.live import run_wake
 from runs.engine import statemachine as sm
-from runs.engine.errors import NotJSONError
+from runs.engine.errors import CMOError, NotJSONError
+from runs.engine.graph import DEFAULT_MAX_STEPS
 from runs.engine.hashing import normalize_text
 from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.models import Graph, Run
-from runs.services.dispatch import run_wake
 from runs.services.events import run_event_add, run_transition
 from runs.services.graphs import GraphNotRunnable, graph_resolve, graph_run_refusal
 
 
-class InvalidInput(ValueError):
+class InvalidInput(CMOError, ValueError):
     """The run input does not match the graph's input schema; ``errors`` lists path and message."""
+
+    status, code = 422, "invalid_input"
 
     def __init__(self, errors: list[dict[str, str]]):
         self.errors = errors
+        self.details = errors
         super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
 
 
@@ -70,30 +74,73 @@ def run_start(
     errors = input_errors(graph=graph, data=data)
     if errors:
         raise InvalidInput(errors)
+    return run_create(
+        graph=graph,
+        data=data,
+        seed=secrets.randbits(62) if seed is None else seed,
+        user=user,
+        role=role,
+        run_timeout=run_timeout,
+        detail={"graph": graph.name, "version": graph.version},
+    )
+
+
+def actor_name(user: AbstractBaseUser | AnonymousUser | None) -> str:
+    """The user name runs and events record ("" for nobody: the command line, a test)."""
+    return user.get_username() if user is not None and getattr(user, "is_authenticated", False) else ""
+
+
+def run_create(
+    *,
+    graph: Graph,
+    data: Any,
+    seed: int,
+    user: AbstractBaseUser | AnonymousUser | None,
+    role: str,
+    state: Any = None,
+    node: str | None = None,
+    step_index: int = 0,
+    parent: Run | None = None,
+    parent_step: int | None = None,
+    history: dict[str, Any] | None = None,
+    run_timeout: float | None = None,
+    message: str = "submitted",
+    detail: dict[str, Any] | None = None,
+    restore: dict[str, Any] | None = None,
+) -> Run:
+    """The one way a run comes to exist: started, forked, imported (and later scheduled, or a child run).
+
+    It executes as ``user`` with ``role``, recorded in its context with ``history`` (who forked it
+    from what, where it was imported from): the identity of its creator, never more. A new run is
+    PENDING at ``node`` (default: the entry) and ``step_index``, with the graph's ``max_steps`` and
+    run timeout, has its "created" event and wakes a worker after commit. With ``restore`` (the
+    fields an import copies from a bundle, its status an ended one) nothing wakes and the caller
+    writes the events. Callers validate ``data`` first.
+    """
+    actor = actor_name(user)
     timeout = run_timeout if run_timeout is not None else graph.definition.get("run_timeout")
-    now = timezone.now()
-    is_user = user is not None and getattr(user, "is_authenticated", False)
+    fields: dict[str, Any] = {
+        "graph": graph,
+        "input": data,
+        "state": data if state is None else state,
+        "seed": seed,
+        "node": graph.definition["entry"] if node is None else node,
+        "step_index": step_index,
+        "max_steps": graph.definition.get("max_steps", DEFAULT_MAX_STEPS),
+        "deadline_at": timezone.now() + dt.timedelta(seconds=timeout) if timeout and restore is None else None,
+        "parent": parent,
+        "parent_step": parent_step,
+        "created_by": user if actor else None,
+        "context": {"user": actor, "role": role, **(history or {})},
+        **(restore or {}),
+    }
     with transaction.atomic():
-        run = Run.objects.create(
-            graph=graph,
-            input=data,
-            state=data,
-            seed=secrets.randbits(62) if seed is None else seed,
-            node=graph.definition["entry"],
-            max_steps=graph.definition.get("max_steps", 1000),
-            deadline_at=now + dt.timedelta(seconds=timeout) if timeout else None,
-            created_by=user if is_user else None,  # type: ignore[misc]
-            context={"user": getattr(user, "username", "") if is_user else "", "role": role},
-        )
-        run_event_add(
-            run_id=run.pk,
-            kind="created",
-            to_status=sm.PENDING,
-            message="submitted",
-            actor=run.context["user"],
-            detail={"graph": graph.name, "version": graph.version},
-        )
-        run_wake(run.pk)
+        run = Run.objects.create(**fields)
+        if restore is None:
+            run_event_add(
+                run_id=run.pk, kind="created", to_status=sm.PENDING, message=message, actor=actor, detail=detail
+            )
+            run_wake(run.pk)
     return run
 
 

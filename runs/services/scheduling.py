@@ -14,10 +14,10 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django.db.models import Q
 from django.utils import timezone
 
+from cmo_site.shared.live import wake_now
 from runs.engine import statemachine as sm
 from runs.engine.errors import InvalidTransition
 from runs.models import Run, WorkerStatus
-from runs.services.dispatch import send_now
 from runs.services.events import run_transition
 from runs.services.leases import runnable
 
@@ -49,7 +49,7 @@ def sweep(*, batch: int = 500) -> dict[str, int]:
     expired = approval_expire_due()
     woken = 0
     for run_id in runnable(now).order_by("created_at", "id").values_list("pk", flat=True)[:batch]:
-        send_now(settings.CMO_WORKER_CHANNEL, {"type": "run.dispatch", "run_id": run_id})
+        wake_now(run_id)
         woken += 1
     return {"woken": woken, "timed_out": timed_out, "approvals_expired": expired}
 

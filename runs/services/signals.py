@@ -11,18 +11,21 @@ from typing import Any
 
 from django.db import transaction
 
+from cmo_site.shared.live import run_wake
 from runs.engine import statemachine as sm
-from runs.engine.checkpointer import ACTIVITY_COMPLETED, ACTIVITY_FAILED, ACTIVITY_PENDING
+from runs.engine.errors import CMOError
 from runs.engine.hashing import normalize
 from runs.engine.redaction import redact, redact_text
+from runs.engine.stores import ACTIVITY_COMPLETED, ACTIVITY_FAILED, ACTIVITY_PENDING
 from runs.models import Activity, Run
-from runs.services.checkpoint import blob_store
-from runs.services.dispatch import run_wake
 from runs.services.events import run_event_add, run_transition
+from runs.services.run_store import blob_store
 
 
-class NoPendingActivity(LookupError):
-    pass
+class NoPendingActivity(CMOError, LookupError):
+    """Nothing waits for this answer (answered already, or never asked)."""
+
+    status, code = 409, "not_waiting"
 
 
 def activity_answer(*, activity: Activity, response: Any = None, error: str = "", actor: str = "") -> Activity:

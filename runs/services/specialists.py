@@ -11,13 +11,13 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from cmo_site.shared.permissions import ADMIN
+from runs.engine.errors import CMOError
 from runs.engine.specialists import SPECIALISTS
 from runs.models import Specialist
-from runs.permissions import ADMIN
 from runs.services.audit import audit_record
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,10 @@ def specialist_sync_inprocess() -> list[Specialist]:
     return rows
 
 
-class SpecialistChangeRefused(PermissionDenied):
-    """The caller may not register (or heartbeat) this specialist: a 403 naming who may."""
+class SpecialistChangeRefused(CMOError):
+    """The caller may not register (or heartbeat) this specialist; the message names who may."""
+
+    status, code = 403, "forbidden"
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 from django import template
 
+from cmo_site.shared.permissions import can as _can
+from cmo_site.shared.permissions import primary_role
 from runs.engine.redaction import redact
-from runs.permissions import can as _can
-from runs.permissions import primary_role
 
 register = template.Library()
 

@@ -18,7 +18,7 @@ from channels.routing import get_default_application
 from channels.worker import Worker
 from django.conf import settings
 
-from runs.services.dispatch import set_main_loop
+from cmo_site.shared.live import set_main_loop
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from runs.engine import observability as obs
 from runs.engine.executor import Executor, Outcome
+from runs.engine.plugins import PLUGINS
 from runs.services import leases
-from runs.services.checkpoint import DjangoCheckpointer, release_connection
+from runs.services.run_store import DjangoCheckpointer, release_connection
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -56,9 +57,8 @@ class WorkerHost:
         self._threads: list[threading.Thread] = []
         self.executed = 0
         self.started_at = timezone.now()
-        from approvals.policy import PolicyEngine  # the approvals app's Rego policies, compiled once per host
-
-        self._policy = PolicyEngine()
+        # The policy an app registered (approvals: the Rego policies), compiled once per host; none is an error.
+        self._policy = PLUGINS.policy()
 
     # -- control --------------------------------------------------------------------
 

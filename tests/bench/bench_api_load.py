@@ -101,7 +101,7 @@ def main(url: str, clients: int = 50, seconds: float = 60.0) -> None:
     from django.contrib.auth.models import Group, User
     from django.db.models import Count
 
-    from cmo_site.tokens import api_token_create
+    from cmo_site.shared.tokens import api_token_create
     from runs.models import Run
     from runs.services.graphs import graph_sync_all
 

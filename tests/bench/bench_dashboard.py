@@ -43,8 +43,9 @@ def _seed_runs() -> None:
 
 def _long_run() -> Any:
     from runs.engine.executor import Executor
-    from runs.services.checkpoint import DjangoCheckpointer
+    from runs.engine.plugins import NO_POLICY
     from runs.services.leases import run_claim
+    from runs.services.run_store import DjangoCheckpointer
     from runs.services.runs import run_start
 
     run = run_start(graph_name="t-count", data={"target": 1000}, seed=1, run_timeout=3600)
@@ -52,7 +53,7 @@ def _long_run() -> Any:
 
     Run.objects.filter(pk=run.pk).update(max_steps=2000)
     assert run_claim(run_id=run.pk, owner="bench")
-    executor = Executor(DjangoCheckpointer(owner="bench"), sleep=lambda s: None)
+    executor = Executor(DjangoCheckpointer(owner="bench"), policy=NO_POLICY, sleep=lambda s: None)
     try:
         executor.run(run.pk)
     finally:

@@ -16,6 +16,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from runs.engine.plugins import NO_POLICY
 from tests.bench.common import describe, header, start_event_loop
 
 EVALS = 5000
@@ -88,8 +89,8 @@ def evaluation_times() -> dict[str, tuple[list[float], list[float], list[float]]
 
 def step_times(policy: Any) -> list[float]:
     from runs.engine.executor import Executor
-    from runs.services.checkpoint import DjangoCheckpointer
     from runs.services.leases import run_claim
+    from runs.services.run_store import DjangoCheckpointer
     from runs.services.runs import run_start
 
     checkpointer = DjangoCheckpointer(owner="bench", abort_flag=lambda run_id: False)
@@ -136,14 +137,14 @@ def main(url: str) -> dict[str, float]:
         finally:
             in_run.append((time.perf_counter() - t0) * 1000)
 
-    for p in (None, policy, timed):  # warm-up
+    for p in (NO_POLICY, policy, timed):  # warm-up
         step_times(p)
     in_run.clear()
     without: list[float] = []
     with_policy: list[float] = []
     with_uncached: list[float] = []
     for _ in range(RUNS):
-        without.extend(step_times(None))
+        without.extend(step_times(NO_POLICY))
         with_policy.extend(step_times(policy))
         with_uncached.extend(step_times(timed))
     base, gated, gated_uncached = (statistics.median(x) for x in (without, with_policy, with_uncached))

@@ -10,14 +10,15 @@ from tests.bench.common import describe, header
 
 def _thousand_steps() -> object:
     from runs.engine.executor import Executor
+    from runs.engine.plugins import NO_POLICY
     from runs.models import Run
-    from runs.services.checkpoint import DjangoCheckpointer
     from runs.services.leases import run_claim
+    from runs.services.run_store import DjangoCheckpointer
     from runs.services.runs import run_start
 
     run = run_start(graph_name="t-count", data={"target": 1000}, seed=1)
     run_claim(run_id=run.pk, owner="bench")
-    Executor(DjangoCheckpointer(owner="bench", abort_flag=lambda r: False)).run(run.pk)
+    Executor(DjangoCheckpointer(owner="bench", abort_flag=lambda r: False), policy=NO_POLICY).run(run.pk)
     return Run.objects.select_related("graph").get(pk=run.pk)
 
 

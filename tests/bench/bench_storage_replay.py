@@ -12,13 +12,14 @@ from tests.bench.common import describe, header
 
 def _run_to_end(graph: str, data: dict) -> int:
     from runs.engine.executor import Executor
-    from runs.services.checkpoint import DjangoCheckpointer
+    from runs.engine.plugins import NO_POLICY
     from runs.services.leases import run_claim
+    from runs.services.run_store import DjangoCheckpointer
     from runs.services.runs import run_start
 
     run = run_start(graph_name=graph, data=data)
     run_claim(run_id=run.pk, owner="bench")
-    Executor(DjangoCheckpointer(owner="bench", abort_flag=lambda r: False)).run(run.pk)
+    Executor(DjangoCheckpointer(owner="bench", abort_flag=lambda r: False), policy=NO_POLICY).run(run.pk)
     return int(run.pk)
 
 

@@ -45,7 +45,7 @@ def setup_database() -> str:
 
 def start_event_loop() -> asyncio.AbstractEventLoop:
     """A loop in a thread for channel-layer sends, as the worker command has."""
-    from runs.services.dispatch import set_main_loop
+    from cmo_site.shared.live import set_main_loop
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()

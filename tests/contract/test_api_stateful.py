@@ -55,7 +55,7 @@ import tests.graphs_approvals  # noqa: F401 - registers the ap_ nodes
 from approvals.models import ApprovalRequest
 from approvals.services import risk_rules_install_defaults
 from cmo_site.api import openapi_document
-from cmo_site.tokens import api_token_create
+from cmo_site.shared.tokens import api_token_create
 from replay.bundles import BundleError, bundle_check
 from runs.engine import statemachine as sm
 from runs.models import Run

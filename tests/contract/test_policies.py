@@ -175,7 +175,7 @@ def test_the_registry_is_the_data_and_changes_rebuild_the_bundle() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_run_start_is_checked_too() -> None:
-    from runs.services.checkpoint import DjangoCheckpointer
+    from runs.services.run_store import DjangoCheckpointer
 
     engine = PolicyEngine(registry_ttl=0)
     run = run_start(graph_name="ap-call", data={"specialist": "ap_echo", "fields": ["ssn"]}, seed=1, role="viewer")

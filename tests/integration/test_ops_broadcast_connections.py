@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from channels.layers import get_channel_layer
 
-from runs.services import dispatch
+from cmo_site.shared import live as dispatch
 
 pytestmark = [pytest.mark.integration]
 
@@ -59,7 +59,7 @@ def test_128_threads_broadcasting_at_once_all_get_through_without_too_many_conne
         dispatch.group_send_now(group, {"type": "run.step", "n": n})
 
     threads = [threading.Thread(target=runner, args=(n,)) for n in range(THREADS)]
-    with caplog.at_level(logging.DEBUG, logger="runs.services.dispatch"):
+    with caplog.at_level(logging.DEBUG, logger="cmo_site.shared.live"):
         for t in threads:
             t.start()
         for t in threads:

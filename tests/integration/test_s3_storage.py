@@ -26,8 +26,8 @@ import tests.graphs_activities  # registers a-artifacts
 import tests.graphs_engine  # noqa: F401 - registers e-big
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run
-from runs.services.checkpoint import BLOB_KEY, activity_record, blob_load, blob_store
 from runs.services.retention import retention_apply
+from runs.services.run_store import BLOB_KEY, activity_record, blob_load, blob_store
 from tests.fixtures.counting_server import unused_port
 from tests.helpers import start_and_execute
 
@@ -137,7 +137,7 @@ def test_cmo_storage_s3_settings_reach_the_bucket_from_a_fresh_process(s3_endpoi
     code = (
         "import django; django.setup(); from django.core.files.base import ContentFile; "
         "from django.core.files.storage import default_storage as s; "
-        "from cmo_site.health import configuration_summary; "
+        "from cmo_site.shared.health import configuration_summary; "
         "print(s.save('artifacts/from-env.txt', ContentFile(b'hello'))); print(configuration_summary()['storage'])"
     )
     result = subprocess.run(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cmo_site.tokens import api_token_create
+from cmo_site.shared.tokens import api_token_create
 from runs.models import Run, Specialist
 from runs.services.runs import run_start
 from tests.integration.processes import ManagedProcess, wait_for, worker

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from cmo_site.tokens import api_token_create
+from cmo_site.shared.tokens import api_token_create
 
 
 def user_with(username: str, *roles: str, superuser: bool = False) -> User:

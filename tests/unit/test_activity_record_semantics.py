@@ -11,12 +11,12 @@ import pytest
 from django.utils import timezone
 
 import tests.graphs_engine as ge
-from runs.engine.checkpointer import ActivityRecord
 from runs.engine.errors import NonDeterminismError
 from runs.engine.executor import Outcome
 from runs.engine.hashing import json_hash
+from runs.engine.stores import ActivityRecord
 from runs.models import Activity, Run, RunEvent, Step
-from runs.services.checkpoint import DjangoCheckpointer
+from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_start
 from tests.helpers import OWNER, execute, start_and_execute
 

@@ -10,9 +10,9 @@ from django.core.files.storage import default_storage
 
 from replay.bundles import bundle_export
 from replay.services import run_verify
-from runs.engine.effects import artifact_name_problem
+from runs.activities.artifacts import artifact_name_problem
 from runs.models import Activity
-from runs.services.checkpoint import BLOB_KEY, is_blob_ref
+from runs.services.run_store import BLOB_KEY, is_blob_ref
 from tests.helpers import start_and_execute
 
 pytestmark = pytest.mark.django_db

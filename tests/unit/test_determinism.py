@@ -12,14 +12,13 @@ import pytest
 import tests.graphs_determinism as gd
 from replay.services import run_verify
 from runs.engine import graph
-from runs.engine.checkpointer import StepWarning
 from runs.engine.determinism import EVENT_KIND
 from runs.engine.errors import GraphValidationError
 from runs.engine.executor import Outcome
-from runs.engine.replay import reexecute
+from runs.engine.reexecute import reexecute
 from runs.engine.validation import validate_definition
 from runs.models import Activity, Run, RunEvent
-from runs.services.checkpoint import DjangoCheckpointer
+from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_start
 from runs.services.signals import run_signal
 from tests.helpers import execute, start_and_execute
@@ -299,12 +298,6 @@ def _spec(name: str) -> Any:
     spec = NODES.get(name)
     assert spec is not None
     return spec
-
-
-def test_the_recorded_checkpointer_of_verification_takes_warnings_as_a_no_op() -> None:
-    from runs.engine.replay import _Recorded
-
-    _Recorded({}).add_warnings(1, step=0, warnings=[StepWarning(kind=EVENT_KIND, message="m")])
 
 
 def test_the_node_functions_own_file_is_node_code_even_in_site_packages() -> None:

@@ -12,9 +12,10 @@ import tests.graphs_engine as ge
 from runs.engine import END, graph, node
 from runs.engine.errors import InvalidTransition
 from runs.engine.executor import Executor, Outcome
+from runs.engine.plugins import NO_POLICY
 from runs.models import Activity, Run, RunEvent
-from runs.services.checkpoint import DjangoCheckpointer
 from runs.services.leases import run_claim
+from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_abort, run_start
 from tests.helpers import OWNER, execute, start_and_execute
 
@@ -28,7 +29,7 @@ def _reset_knobs() -> None:
 
 def resume(run: Run, *, owner: str = OWNER, **kwargs: Any) -> Outcome:
     """Continue a run this owner still holds (no new claim)."""
-    executor = Executor(DjangoCheckpointer(owner=owner), sleep=lambda s: None, **kwargs)
+    executor = Executor(DjangoCheckpointer(owner=owner), policy=NO_POLICY, sleep=lambda s: None, **kwargs)
     try:
         return executor.run(run.pk)
     finally:
@@ -81,7 +82,7 @@ def test_aborting_a_pending_run_aborts_it_at_once() -> None:
     event = RunEvent.objects.get(run=run, to_status="ABORTED")
     assert (event.from_status, event.actor) == ("PENDING", "alice")
     assert not run_claim(run_id=run.pk, owner=OWNER), "an aborted run must not be claimable"
-    executor = Executor(DjangoCheckpointer(owner=OWNER))
+    executor = Executor(DjangoCheckpointer(owner=OWNER), policy=NO_POLICY)
     try:
         assert executor.run(run.pk) == Outcome.NOT_RUNNABLE
     finally:
@@ -125,7 +126,7 @@ def test_an_abort_during_a_step_stops_it_at_its_next_activity() -> None:
     run = run_start(graph_name="e-abort-self", data={})
     assert run_claim(run_id=run.pk, owner=OWNER)
     checkpointer = DjangoCheckpointer(owner=OWNER, abort_flag=lambda run_id: ge.ABORT_SIGNAL.is_set())
-    executor = Executor(checkpointer, sleep=lambda s: None)
+    executor = Executor(checkpointer, policy=NO_POLICY, sleep=lambda s: None)
     try:
         assert executor.run(run.pk) == Outcome.ABORTED
     finally:

@@ -13,10 +13,11 @@ import tests.graphs_engine as ge
 from runs.engine import END
 from runs.engine.executor import Executor, Outcome
 from runs.engine.graph import RetryPolicy
+from runs.engine.plugins import NO_POLICY
 from runs.models import Activity, Run, RunEvent
-from runs.services.checkpoint import DjangoCheckpointer
 from runs.services.graphs import graph_create_from_json
 from runs.services.leases import run_claim
+from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_start
 from tests.helpers import OWNER, execute, start_and_execute
 
@@ -33,7 +34,7 @@ def run_recording_sleeps(graph: str, data: Any) -> tuple[Run, Outcome, list[floa
     sleeps: list[float] = []
     run = run_start(graph_name=graph, data=data, seed=42)
     assert run_claim(run_id=run.pk, owner=OWNER)
-    executor = Executor(DjangoCheckpointer(owner=OWNER), sleep=sleeps.append)
+    executor = Executor(DjangoCheckpointer(owner=OWNER), policy=NO_POLICY, sleep=sleeps.append)
     try:
         outcome = executor.run(run.pk)
     finally:

@@ -76,7 +76,7 @@ def test_ready_is_503_naming_storage_when_the_bucket_is_unreachable() -> None:
 def test_a_storage_that_never_answers_reads_as_down_within_the_check_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from cmo_site import health
+    from cmo_site.shared import health
 
     monkeypatch.setattr(health, "CHECK_TIMEOUT_SECONDS", 0.5)
     hanging = {**DEAD_S3, "default": {**DEAD_S3["default"], "OPTIONS": {**DEAD_S3["default"]["OPTIONS"]}}}

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cmo_site.log_format import ContextFilter, JsonFormatter, RedactionFilter, TextFormatter
+from cmo_site.shared.log_format import ContextFilter, JsonFormatter, RedactionFilter, TextFormatter
 from runs.engine import observability as obs
 
 ROOT = Path(__file__).resolve().parents[2]

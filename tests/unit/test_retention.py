@@ -17,8 +17,8 @@ from approvals.models import ApprovalRequest
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run, RunEvent, Step
 from runs.services import scheduling
-from runs.services.checkpoint import BLOB_KEY
 from runs.services.retention import retention_apply
+from runs.services.run_store import BLOB_KEY
 from runs.services.runs import run_start
 from tests.helpers import start_and_execute
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from cmo_site.tokens import TokenRoleError, api_token_create
+from cmo_site.shared.tokens import TokenRoleError, api_token_create
 from runs.models import AuditEvent, Specialist
 from runs.services.specialists import specialist_sync_inprocess
 from tests.unit.api_fixtures import assert_error, post_json, token_client, user_with

@@ -12,9 +12,10 @@ import tests.graphs_engine as ge
 from runs.engine import statemachine as sm
 from runs.engine.errors import InvalidTransition, LeaseLost
 from runs.engine.executor import Executor, Outcome
+from runs.engine.plugins import NO_POLICY
 from runs.models import Run, RunEvent
-from runs.services.checkpoint import DjangoCheckpointer
 from runs.services.events import run_transition
+from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_abort, run_start
 from runs.services.scheduling import sweep
 from tests.helpers import OWNER, execute, start_and_execute
@@ -207,7 +208,7 @@ def test_audit_trail_of_a_run_aborted_between_steps() -> None:
     run = start_and_execute("e-two-step", max_steps=1)
     assert run.status == "RUNNING"
     run_abort(run=run)
-    executor = Executor(DjangoCheckpointer(owner=OWNER), sleep=lambda s: None)
+    executor = Executor(DjangoCheckpointer(owner=OWNER), policy=NO_POLICY, sleep=lambda s: None)
     try:
         assert executor.run(run.pk) == Outcome.ABORTED
     finally:

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cmo_site.telemetry import exporter_names, id_generator, trace_carrier
+from cmo_site.shared.telemetry import exporter_names, id_generator, trace_carrier
 from runs.engine import observability
 from runs.engine import statemachine as sm
 from runs.services.leases import lease_yield
@@ -122,7 +122,7 @@ def test_console_exporter_prints_http_spans_with_secrets_masked_in_the_url() -> 
         "DJANGO_SETTINGS_MODULE": "cmo_site.settings",
     }
     code = (
-        "import django; django.setup(); from cmo_site.telemetry import configure; assert configure(); "
+        "import django; django.setup(); from cmo_site.shared.telemetry import configure; assert configure(); "
         "from django.test import Client; assert Client().get('/health?token=tk-0987654321').status_code == 200"
     )
     result = subprocess.run(

@@ -8,9 +8,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site.shared.permissions import primary_role
 from replay.bundles import BundleError, bundle_import
 from runs.engine.json_input import JSONInputError, parse_json
-from runs.permissions import primary_role
 
 
 class Command(BaseCommand):

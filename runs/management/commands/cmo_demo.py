@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from cmo_site.shared.permissions import ADMIN, ROLES
 from runs.demo import DEMO_INPUTS, DEMO_SEEDS
 from runs.models import Run
-from runs.permissions import ADMIN, ROLES
 from runs.services.graphs import graph_sync_all
 from runs.services.runs import run_start
 from runs.services.specialists import specialist_sync_inprocess

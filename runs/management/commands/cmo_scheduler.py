@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from cmo_site import telemetry
-from cmo_site.health import DependencyUnavailable, startup_check
+from cmo_site.shared import telemetry
+from cmo_site.shared.health import DependencyUnavailable, startup_check
 from runs.services.scheduling import SchedulerLoop
 
 

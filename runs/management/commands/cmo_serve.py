@@ -17,8 +17,8 @@ from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from cmo_site import telemetry
-from cmo_site.health import DependencyUnavailable, startup_check
+from cmo_site.shared import telemetry
+from cmo_site.shared.health import DependencyUnavailable, startup_check
 from runs.services.graphs import graph_sync_all
 from runs.services.scheduling import SchedulerLoop
 from runs.services.specialists import specialist_sync_inprocess

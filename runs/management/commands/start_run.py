@@ -9,8 +9,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from cmo_site.shared.permissions import primary_role
 from runs.models import Graph, Run
-from runs.permissions import primary_role
 from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, run_start
 

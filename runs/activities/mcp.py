@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from runs.engine.errors import ActivityError
+from runs.engine.plugins import ActivityKind, Call
 
 DEFAULT_TIMEOUT = 30.0
 KIND = "call_mcp"
@@ -93,3 +94,12 @@ def _tail(errlog: IO[str], limit: int = 500) -> str:
     errlog.seek(0)
     text = errlog.read().strip()
     return f"; server stderr: ...{text[-limit:]}" if text else ""
+
+
+def _build(ctx: Any, seq: int, server: str, tool: str, arguments: dict[str, Any] | None = None) -> Call:
+    """Call ``tool`` on the configured MCP server ``server`` (settings.CMO_MCP_SERVERS)."""
+    request = {"server": server, "tool": tool, "arguments": arguments or {}}
+    return Call(request=request, effect=lambda: call_tool(server, tool, arguments or {}))
+
+
+KINDS = [ActivityKind(name=KIND, method=KIND, build=_build)]

@@ -23,14 +23,14 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from cmo_site.shared import live
 from runs.engine import statemachine as sm
-from runs.engine.checkpointer import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
 from runs.engine.delta import diff
 from runs.engine.errors import CheckpointUnavailable, EngineError, LeaseLost
 from runs.engine.hashing import sha256_hex
+from runs.engine.stores import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
 from runs.models import Activity, Run, Step
 from runs.selectors import step_state
-from runs.services.dispatch import group_send_coalesced
 from runs.services.events import run_event_add, run_transition
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 class BlobUnavailable(EngineError):
     """A recorded payload's blob is missing from storage (deleted, or the storage was not restored)."""
+
+    status, code = 409, "blob_missing"
 
 
 def is_blob_ref(value: Any) -> bool:
@@ -346,10 +348,8 @@ class DjangoCheckpointer:
         self._last[run_id] = (step.index, step.state)
         if final_status is not None:
             self._last.pop(run_id, None)
-        transaction.on_commit(
-            lambda: group_send_coalesced(
-                f"run-{run_id}", {"type": "run.step", "run_id": run_id, "index": step.index, "node": step.node}
-            )
+        live.send_on_commit(
+            live.run_group(run_id), live.step_message(run_id=run_id, index=step.index, node=step.node), coalesce=True
         )
 
     def _commit_step_one_statement(
@@ -428,9 +428,7 @@ class DjangoCheckpointer:
                 },
             )
         if delay > 0:
-            from runs.services.dispatch import run_wake
-
-            run_wake(run_id)
+            live.run_wake(run_id)
 
     @_resilient
     def finish(self, run_id: int, status: str, *, error: str = "", detail: dict[str, Any] | None = None) -> None:

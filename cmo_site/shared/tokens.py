@@ -4,7 +4,7 @@ A token is ``cmo_`` followed by 43 URL-safe characters (256 random bits). The
 database holds its SHA-256 and its first 12 characters: a stolen database
 yields no usable token, and the prefix finds the row without a table scan.
 The role stored on a token caps what its user may do through it
-(:func:`token_roles`); a user who loses a role loses it through every token.
+(``cmo_site.shared.permissions.token_roles``); a user who loses a role loses it through every token.
 """
 
 from __future__ import annotations
@@ -14,32 +14,24 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from cmo_site.models import TOKEN_ROLE_CHOICES, ApiToken
-from runs.permissions import ADMIN, APPROVER, OPERATOR, VIEWER
+from cmo_site.models import ApiToken
+from cmo_site.shared.permissions import SPECIALIST, TOKEN_ROLES
+from runs.engine.errors import CMOError
 
 TOKEN_PREFIX = "cmo_"
 PREFIX_LENGTH = 12
-SPECIALIST = "specialist"
-TOKEN_ROLES = [value for value, _ in TOKEN_ROLE_CHOICES]
 # Writing last_used_at on every request would make every API read a write.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
-# The user roles each token role lets through.
-_CAPS: dict[str, frozenset[str]] = {
-    VIEWER: frozenset({VIEWER}),
-    OPERATOR: frozenset({VIEWER, OPERATOR}),
-    APPROVER: frozenset({VIEWER, APPROVER}),
-    ADMIN: frozenset({VIEWER, OPERATOR, APPROVER, ADMIN}),
-}
 
+class TokenRoleError(CMOError, ValueError):
+    """The role is not a token role (or a binding is not allowed)."""
 
-class TokenRoleError(ValueError):
-    """The role is not a token role."""
+    status, code = 422, "invalid_token_role"
 
 
 def _digest(raw: str) -> str:
@@ -92,27 +84,3 @@ def api_token_revoke(*, token: ApiToken, now: dt.datetime | None = None) -> bool
     if revoked:
         token.revoked_at = when
     return revoked
-
-
-def token_roles(*, user_roles: set[str], token_role: str) -> set[str]:
-    """What a token may do: the user's roles within the token's cap.
-
-    A "specialist" token holds only the specialist role, and only while its
-    user is an operator or admin (who may manage specialists).
-    """
-    if token_role == SPECIALIST:
-        return {SPECIALIST} if user_roles & {OPERATOR, ADMIN} else set()
-    return user_roles & _CAPS.get(token_role, frozenset())
-
-
-def token_summary(token: ApiToken) -> dict[str, Any]:
-    return {
-        "prefix": token.prefix,
-        "user": token.user.get_username(),
-        "role": token.role,
-        "specialist": token.specialist,
-        "name": token.name,
-        "created_at": token.created_at,
-        "last_used_at": token.last_used_at,
-        "revoked": token.is_revoked,
-    }

@@ -1,6 +1,6 @@
 """The one interface between the engine and storage.
 
-The runs app implements it over the Django ORM (``runs.services.checkpoint``);
+The runs app implements it over the Django ORM (``runs.services.run_store``);
 verification implements it over a recorded run with no effects at all.
 """
 
@@ -80,16 +80,22 @@ class StepWarning:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Checkpointer(Protocol):
-    def load(self, run_id: int) -> RunSnapshot: ...
-
-    def start(self, run_id: int) -> None:
-        """PENDING/RUNNING(released) -> RUNNING under this worker's lease."""
+class ActivityStore(Protocol):
+    """Where a step's activity records live: read once per step execution, written one by one."""
 
     def activities(self, run_id: int, step: int) -> dict[int, ActivityRecord]: ...
 
     def put_activity(self, run_id: int, record: ActivityRecord) -> ActivityRecord:
         """Store ``record`` at once; if one exists at its seq, return that one instead."""
+
+
+class RunStore(Protocol):
+    """A run's position, steps, status and lease, as the executor moves it along."""
+
+    def load(self, run_id: int) -> RunSnapshot: ...
+
+    def start(self, run_id: int) -> None:
+        """PENDING/RUNNING(released) -> RUNNING under this worker's lease."""
 
     def commit_step(
         self, run_id: int, step: StepRecord, *, next_node: str | None, final_status: str | None, error: str = ""
@@ -114,3 +120,7 @@ class Checkpointer(Protocol):
         """Store warnings about an execution of step ``step`` (one run event each); the step is unaffected."""
 
     def now(self) -> dt.datetime: ...
+
+
+class Checkpointer(RunStore, ActivityStore, Protocol):
+    """Both stores, as one worker's executor uses them."""

@@ -1,4 +1,14 @@
-"""Wake workers after commit. Messages only wake; the database says what to run."""
+"""The live-update protocol: its groups, its message types, and sending them after commit.
+
+Messages only say "look again" (or "this run may be runnable"): a page re-reads the database
+(runs.consumers), a worker claims from it (runs.worker). So a lost message delays, and a duplicate
+is harmless. Every message type is in MESSAGES with its JSON Schema; tests/unit/test_live_protocol.py
+round-trips each builder's message through JSON against it.
+
+Groups: ``run_group(id)`` (one run's page), RUNS_GROUP (status changes of every run: the runs list,
+home, the approvals inbox), APPROVALS_GROUP (the inbox and the navigation badge). The worker channel
+(settings.CMO_WORKER_CHANNEL) carries RUN_DISPATCH.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +28,62 @@ from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
+
+RUNS_GROUP = "runs"
+APPROVALS_GROUP = "approvals"
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+# Message types (Channels calls a consumer's method of the same name with "." as "_").
+RUN_STEP = "run.step"
+RUN_EVENT = "run.event"
+RUN_STATUS = "run.status"
+APPROVAL_CHANGED = "approval.changed"
+RUN_DISPATCH = "run.dispatch"
+
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
+
+
+def _schema(type_: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type", *fields],
+        "additionalProperties": False,
+        "properties": {"type": {"const": type_}, **fields},
+    }
+
+
+MESSAGES: dict[str, dict[str, Any]] = {
+    RUN_STEP: _schema(RUN_STEP, run_id=_INT, index=_INT, node=_STR),
+    RUN_EVENT: _schema(RUN_EVENT, run_id=_INT, event_id=_INT, kind=_STR, to_status=_STR),
+    RUN_STATUS: _schema(RUN_STATUS, run_id=_INT, status=_STR),
+    APPROVAL_CHANGED: _schema(APPROVAL_CHANGED, request_id=_INT, run_id=_INT, status=_STR, level=_STR),
+    RUN_DISPATCH: _schema(RUN_DISPATCH, run_id=_INT),
+}
+
+
+def step_message(*, run_id: int, index: int, node: str) -> dict[str, Any]:
+    return {"type": RUN_STEP, "run_id": run_id, "index": index, "node": node}
+
+
+def event_message(*, run_id: int, event_id: int, kind: str, to_status: str) -> dict[str, Any]:
+    return {"type": RUN_EVENT, "run_id": run_id, "event_id": event_id, "kind": kind, "to_status": to_status}
+
+
+def status_message(*, run_id: int, status: str) -> dict[str, Any]:
+    return {"type": RUN_STATUS, "run_id": run_id, "status": status}
+
+
+def approval_message(*, request_id: int, run_id: int, status: str, level: str) -> dict[str, Any]:
+    return {"type": APPROVAL_CHANGED, "request_id": request_id, "run_id": run_id, "status": status, "level": level}
+
+
+def dispatch_message(*, run_id: int) -> dict[str, Any]:
+    return {"type": RUN_DISPATCH, "run_id": run_id}
 
 # In the embedded single-process mode the in-memory channel layer lives on the
 # server's event loop; threads that are not on it hand their sends to it.
@@ -163,6 +229,19 @@ def group_send_now(group: str, message: dict[str, Any]) -> None:
         _dropped(group, exc)
 
 
+def send_on_commit(group: str, message: dict[str, Any], *, coalesce: bool = False) -> None:
+    """Broadcast ``message`` to ``group`` once the current transaction commits (at once outside one).
+
+    ``coalesce``: a burst to one group sends only its latest message (for "look again" messages).
+    """
+    send = group_send_coalesced if coalesce else group_send_now
+    transaction.on_commit(lambda: send(group, message))
+
+
 def run_wake(run_id: int) -> None:
     """Ask a worker to look at ``run_id``; sent only after the current transaction commits."""
-    transaction.on_commit(lambda: send_now(settings.CMO_WORKER_CHANNEL, {"type": "run.dispatch", "run_id": run_id}))
+    transaction.on_commit(lambda: wake_now(run_id))
+
+
+def wake_now(run_id: int) -> None:
+    send_now(settings.CMO_WORKER_CHANNEL, dispatch_message(run_id=run_id))

@@ -5,10 +5,9 @@ Authentication (either):
   A bearer header with an unknown or revoked token is a 401, never a fall-through to the session.
 - the browser's session cookie, with Django's CSRF check on unsafe methods (``X-CSRFToken``).
 
-Every error is JSON ``{"code", "message", "details"}``: 400 malformed request
-(unparseable JSON), 401 no or bad credentials, 403 role (or CSRF), 404, 409
-conflict with the resource's state, 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE,
-422 a well-formed request whose values are invalid (per-field ``details``).
+Every error is JSON ``{"code", "message", "details"}``. An error of CMO's own hierarchy
+(``runs.engine.errors.CMOError``) carries its status and code; the framework's (a schema
+mismatch, Django's 403/404, a body over the limit, a value the database refuses) are mapped here.
 """
 
 from __future__ import annotations
@@ -34,27 +33,13 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, StringConstraints
 
-from approvals.services import ApprovalNotPending, ApprovalNotReady, ReasonRequired
 from cmo_site.models import ApiToken
-from cmo_site.tokens import SPECIALIST, api_token_authenticate, token_roles
-from replay.bundles import BundleConflict, BundleError
-from replay.services import ReplayError
+from cmo_site.shared.permissions import GRANTS, VIEW, roles_allow, strongest, token_roles, user_roles
+from cmo_site.shared.tokens import api_token_authenticate
 from runs.engine import json_input
-from runs.engine.errors import GraphValidationError, InvalidTransition
-from runs.permissions import ADMIN, APPROVE, APPROVER, OPERATE, OPERATOR, ROLES, VIEW, VIEWER, user_roles
-from runs.services.checkpoint import BlobUnavailable
-from runs.services.runs import InvalidInput
+from runs.engine.errors import CMOError
 
 logger = logging.getLogger("cmo.api")
-
-# Actions the API checks; VIEW, OPERATE and APPROVE mean what they mean on the pages.
-MANAGE_SPECIALISTS = "manage_specialists"
-GRANTS: dict[str, frozenset[str]] = {
-    VIEW: frozenset(ROLES),
-    OPERATE: frozenset({OPERATOR, ADMIN}),
-    APPROVE: frozenset({APPROVER, ADMIN}),
-    MANAGE_SPECIALISTS: frozenset({OPERATOR, ADMIN, SPECIALIST}),
-}
 
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$")]
@@ -130,12 +115,12 @@ class ErrorOut(Schema):
     details: Any = None
 
 
-class ApiError(Exception):
-    """An error answer: ``status`` with ``{"code", "message", "details"}``."""
+class ApiError(CMOError):
+    """An error answer raised by the API layer itself: ``status`` with ``{"code", "message", "details"}``."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None):
-        self.status = status
-        self.code = code
+        self.status = status  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
         self.message = message
         self.details = details
         super().__init__(message)
@@ -164,10 +149,10 @@ class Principal:
     @property
     def primary_role(self) -> str:
         """The strongest role in effect, recorded on runs this caller starts."""
-        return next((r for r in (ADMIN, OPERATOR, APPROVER, VIEWER, SPECIALIST) if r in self.roles), "")
+        return strongest(self.roles)
 
     def can(self, action: str) -> bool:
-        return bool(self.roles & GRANTS[action])
+        return roles_allow(self.roles, action)
 
 
 def _check(principal: Principal, action: str) -> Principal:
@@ -247,22 +232,12 @@ def _field_errors(raw: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-# Exceptions the services raise, their status and code; the first match (in this order) wins.
-_ERRORS: list[tuple[type[Exception], int, str]] = [
+# The framework's own errors; CMO's carry their status and code (CMOError).
+_FRAMEWORK_ERRORS: list[tuple[type[Exception], int, str]] = [
     (RequestDataTooBig, 413, "payload_too_large"),
     (PermissionDenied, 403, "forbidden"),
     (Http404, 404, "not_found"),
     (ObjectDoesNotExist, 404, "not_found"),
-    (InvalidTransition, 409, "invalid_transition"),
-    (ApprovalNotPending, 409, "not_pending"),
-    (ApprovalNotReady, 409, "not_ready"),
-    (BundleConflict, 409, "already_exists"),
-    (BlobUnavailable, 409, "blob_missing"),
-    (InvalidInput, 422, "invalid_input"),
-    (GraphValidationError, 422, "invalid_graph"),
-    (ReasonRequired, 422, "reason_required"),
-    (ReplayError, 422, "replay_refused"),
-    (BundleError, 422, "invalid_bundle"),
     # The database refused a value the schema let through.
     (DataError, 422, "unstorable_value"),
 ]
@@ -271,8 +246,8 @@ _UNAUTHENTICATED = "sign in or send Authorization: Bearer <token>"
 
 def error_body(exc: Exception) -> tuple[int, str, str, Any]:
     """(status, code, message, details) for an exception an endpoint raised."""
-    if isinstance(exc, ApiError):
-        return exc.status, exc.code, exc.message, exc.details
+    if isinstance(exc, CMOError):
+        return exc.status, exc.code, str(exc) or exc.code, exc.details
     if isinstance(exc, ValidationError):
         return 422, "validation_error", "the request does not match the schema", _field_errors(exc.errors)
     if isinstance(exc, AuthenticationError):
@@ -280,19 +255,14 @@ def error_body(exc: Exception) -> tuple[int, str, str, Any]:
     if isinstance(exc, HttpError):
         if isinstance(exc.__cause__, RequestDataTooBig):
             return 413, "payload_too_large", str(exc.__cause__), None
-        if isinstance(exc.__cause__, ApiError):
+        if isinstance(exc.__cause__, CMOError):
             return error_body(exc.__cause__)
         if exc.status_code == 400:
             return 400, "malformed_request", "the request body is not valid JSON", None
         return exc.status_code, "error", exc.message, None
-    for exc_class, status, code in _ERRORS:
+    for exc_class, status, code in _FRAMEWORK_ERRORS:
         if isinstance(exc, exc_class):
-            details: Any = None
-            if isinstance(exc, InvalidInput):
-                details = exc.errors
-            elif isinstance(exc, GraphValidationError):
-                details = exc.problems
-            return status, code, str(exc) or code, details
+            return status, code, str(exc) or code, None
     raise exc
 
 
@@ -302,6 +272,8 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def handler(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
         assert isinstance(exc, Exception)
         status, code, message, details = error_body(exc)
+        if status >= 500:  # an error no request should cause: a bug, answered like one
+            return server_error(request, exc)
         return api.create_response(request, {"code": code, "message": message, "details": details}, status=status)
 
     def server_error(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
@@ -310,7 +282,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
         body = {"code": "server_error", "message": "the server failed; the error is logged", "details": None}
         return api.create_response(request, body, status=500)
 
-    for exc_class in [ApiError, ValidationError, HttpError, *(e for e, _, _ in _ERRORS)]:
+    for exc_class in [CMOError, ValidationError, HttpError, *(e for e, _, _ in _FRAMEWORK_ERRORS)]:
         api.add_exception_handler(exc_class, handler)
     # A bug is still a bug (500), but JSON like every other answer.
     api.add_exception_handler(Exception, server_error)

@@ -13,29 +13,27 @@ failed the step.
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from runs.engine import determinism
-from runs.engine.boundary import NodeGuard, node_region
-from runs.engine.checkpointer import ActivityRecord, RunSnapshot, StepRecord, StepWarning
-from runs.engine.context import NodeContext, NodeResult
+from runs.engine.boundary import NodeGuard
+from runs.engine.context import NodeContext
 from runs.engine.errors import (
     EngineError,
     EngineSignal,
     NonDeterminismError,
     NotJSONError,
     ReplayMiss,
-    SuspendSwallowed,
 )
 from runs.engine.graph import NodeSpec
 from runs.engine.hashing import json_hash, normalize
+from runs.engine.invoke import call_node
+from runs.engine.stores import ActivityRecord, RunSnapshot, StepRecord
 
 
 class _Recorded:
-    """A Checkpointer that only answers from records; anything that would write is refused."""
+    """An ActivityStore that only answers from records; anything that would write is refused."""
 
     def __init__(self, records: dict[int, ActivityRecord]):
         self.records = records
@@ -45,15 +43,6 @@ class _Recorded:
 
     def put_activity(self, run_id: int, record: ActivityRecord) -> ActivityRecord:
         raise ReplayMiss(f"step {record.step} would record a new activity #{record.seq} ({record.type})")
-
-    def abort_requested(self, run_id: int) -> bool:
-        return False
-
-    def add_warnings(self, run_id: int, *, step: int, warnings: list[StepWarning]) -> None:
-        pass  # a verification stores nothing; Replayed carries what the detector found
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -86,7 +75,7 @@ def reexecute(
         step=step.index,
         node=step.node,
         attempt=step.attempt,
-        checkpointer=_Recorded(records),  # type: ignore[arg-type]
+        activity_store=_Recorded(records),
         replay_only=True,
     )
     guard = NodeGuard(
@@ -96,18 +85,7 @@ def reexecute(
     )
     out = Replayed()
     try:
-        fresh = copy.deepcopy(input_state)
-        with node_region(guard):
-            result = spec.fn(fresh, ctx)
-        if guard.detector.failure is not None:
-            raise guard.detector.failure
-        if ctx.fatal is not None:
-            raise ctx.fatal
-        pending = ctx.activities.pending
-        if pending is not None:
-            raise SuspendSwallowed(f"node {step.node!r} returned while activity #{pending.seq} is pending")
-        if not isinstance(result, NodeResult):
-            result = NodeResult(state=result)
+        result = call_node(spec, input_state, ctx, guard)
         out.state, out.state_hash, _ = normalize(result.state, what=f"node {step.node!r} returned a state that")
         out.output_hash = json_hash(normalize(result.output, what="output")[0])
         out.edge = result.edge

@@ -46,6 +46,7 @@ browser:
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 test-sqlite: install-dev
 	env -u DATABASE_URL -u REDIS_URL CMO_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not integration" -q

@@ -6,7 +6,17 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
-        """Plug the approval activities and the policy engine into the engine (runs.engine.plugins)."""
+        """Plug the approval activities and the policy engine into the engine (runs.engine.plugins); have the
+        scheduler expire pending requests, retention delete a run's requests with it, and the dashboard count them."""
         from approvals import activities
+        from approvals.models import ApprovalRequest
+        from approvals.selectors import pending_count
+        from approvals.services import approval_expire_due
+        from runs.selectors import register_count
+        from runs.services.retention import Dependent, register_dependent
+        from runs.services.scheduling import register_sweep_task
 
         activities.register()
+        register_sweep_task("approvals_expired", approval_expire_due)
+        register_dependent(Dependent(key="approvals", model=ApprovalRequest))
+        register_count("approvals_waiting", pending_count)

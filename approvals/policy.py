@@ -55,7 +55,7 @@ RUN_START = "run_start"
 
 def registered_specialists() -> list[str]:
     """Names a run may call: registered and enabled rows, plus in-process specialists not yet synced
-    (the same view as ``runs.services.specialists.specialist_refusal``)."""
+    (the same view as ``runs.specialists.registry.specialist_refusal``)."""
     from runs.engine.specialists import SPECIALISTS
     from runs.models import Specialist
 

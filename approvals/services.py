@@ -35,9 +35,9 @@ from runs.engine.redaction import redact, redact_text
 from runs.engine.schemas import validate_envelope
 from runs.engine.stores import ACTIVITY_PENDING
 from runs.models import Activity
-from runs.services.a2a import decision_notice_publish
 from runs.services.events import run_event_add
 from runs.services.signals import activity_answer
+from runs.specialists.a2a import decision_notice_publish
 
 ACTIVITY_TYPE = "request_approval"
 

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from cmo_site.models import ApiToken
+from cmo_site.shared.models import ApiToken
 from cmo_site.shared.tokens import SPECIALIST, SPECIALIST_NAME, api_token_create, api_token_revoke
 
 

@@ -41,7 +41,7 @@ class CmoCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from approvals.selectors import pending_count
         from runs.models import Activity, Run, Step
-        from runs.services.leases import caps_waiting, queue_depth, workers_alive
+        from runs.selectors import caps_waiting, queue_depth, workers_alive
 
         runs = GaugeMetricFamily("cmo_runs", "Runs by status.", labels=["status"])
         by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
@@ -98,7 +98,7 @@ class CmoCollector(Collector):
     def _specialist_streams() -> Iterator[Metric]:
         """Per Redis specialist: stream depth, unacknowledged, DLQ, invocations in flight and held over the cap."""
         from runs.models import Specialist
-        from runs.services.specialists import specialist_stream_stats
+        from runs.specialists.registry import specialist_stream_stats
 
         names = list(Specialist.objects.filter(transport=Specialist.TRANSPORT_REDIS).values_list("name", flat=True))
         stats = specialist_stream_stats(names=names)

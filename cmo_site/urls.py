@@ -9,7 +9,7 @@ admin.site.site_title = "CMO"
 
 urlpatterns = [
     path("health", health, name="health"),
-    path("login/", auth_views.LoginView.as_view(template_name="runs/login.html"), name="login"),
+    path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("cmo_site.api_urls")),

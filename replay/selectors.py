@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from replay.diffing import MISSING
 from replay.services import CompareReport, StepCheck, VerifyReport, run_compare, run_verify
 from runs.engine.graph import END
 from runs.engine.validation import route
 from runs.models import Graph, Run, Step
-from runs.selectors import step_states
+from runs.services.run_store import step_states
 
 # What each divergence cause means, in the words the run page shows.
 CAUSES: dict[str, tuple[str, str]] = {
@@ -155,38 +155,20 @@ def run_find(*, trace_id: str) -> Run | None:
     return Run.objects.select_related("graph", "parent").filter(trace_id=trace_id).first()
 
 
-def compare_candidates(*, run: Run, limit: int = 25) -> QuerySet[Run]:
-    """Other recent runs of the same graph (any version): the "Compare with…" choices on a run page."""
-    return (
-        Run.objects.filter(graph__name=run.graph.name)
-        .exclude(pk=run.pk)
-        .select_related("graph")
-        .order_by("-created_at", "-id")[:limit]
-    )
-
-
 def recent_runs(*, limit: int = 50) -> QuerySet[Run]:
     """Recent runs for the compare form's suggestions."""
     return Run.objects.select_related("graph").order_by("-created_at", "-id")[:limit]
 
 
-def run_forks(*, run: Run) -> list[dict[str, Any]]:
-    """The runs forked from ``run``, oldest first: trace id, fork step, status, graph version."""
-    return [
-        {"trace_id": t, "step": s, "status": st, "version": v, "created_at": c}
-        for t, s, st, v, c in Run.objects.filter(parent=run)
-        .order_by("created_at", "id")
-        .values_list("trace_id", "parent_step", "status", "graph__version", "created_at")
-    ]
-
-
 def fork_versions(*, run: Run) -> list[int]:
-    """The graph versions a fork of ``run`` may run on: its own and every newer one."""
-    return list(
-        Graph.objects.filter(name=run.graph.name, version__gte=run.graph.version)
-        .order_by("version")
-        .values_list("version", flat=True)
-    )
+    """The graph versions a fork of ``run`` may run on: its own and every newer one (an imported run's
+    version is history: any published version of its graph, and its own)."""
+    versions = Graph.objects.filter(name=run.graph.name)
+    if run.graph.origin == Graph.ORIGIN_IMPORT:
+        versions = versions.filter(Q(pk=run.graph.pk) | ~Q(origin=Graph.ORIGIN_IMPORT))
+    else:
+        versions = versions.filter(version__gte=run.graph.version)
+    return list(versions.order_by("version").values_list("version", flat=True))
 
 
 def fork_steps(*, run: Run) -> list[tuple[int, str]]:

@@ -21,10 +21,9 @@ from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.engine.stores import ActivityRecord, RunSnapshot
 from runs.engine.validation import route
 from runs.models import Activity, Graph, Run, Step
-from runs.selectors import step_state, step_states
 from runs.services.events import run_event_add
 from runs.services.graphs import GraphNotRunnable, graph_run_refusal
-from runs.services.run_store import activity_record, run_snapshot
+from runs.services.run_store import activity_record, run_snapshot, step_state, step_states
 from runs.services.runs import actor_name, run_create
 
 

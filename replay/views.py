@@ -18,8 +18,8 @@ from replay.bundles import BundleConflict, BundleError, bundle_export, bundle_im
 from replay.forms import ForkForm, ImportForm
 from replay.services import ReplayError, run_fork
 from runs.models import Run, Step
-from runs.selectors import step_state
 from runs.services.graphs import GraphNotRunnable
+from runs.services.run_store import step_state
 
 
 def _run(trace_id: str) -> Run:

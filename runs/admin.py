@@ -14,8 +14,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from runs.models import Activity, Graph, GraphLimit, Run, RunEvent, Specialist, Step, WorkerStatus
-from runs.selectors import step_state
-from runs.services.specialists import (
+from runs.services.run_store import step_state
+from runs.specialists.registry import (
     specialist_dead_letters,
     specialist_redrive,
     specialist_set_registered,

@@ -31,7 +31,7 @@ from runs import metrics, selectors
 from runs.models import Activity, Graph, Run, Specialist
 from runs.services.graphs import graph_create_from_json, graph_resolve
 from runs.services.runs import run_abort, run_start
-from runs.services.specialists import (
+from runs.specialists.registry import (
     RegistryCaller,
     specialist_heartbeat,
     specialist_register,

@@ -3,59 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from runs.engine import END
 from runs.engine import statemachine as sm
-from runs.engine.delta import apply
 from runs.engine.delta import diff as delta_diff
 from runs.engine.redaction import redact, redact_at
-from runs.models import Activity, Graph, Run, RunEvent, Step
-
-
-def step_state(*, run_id: int, index: int) -> Any:
-    """The state after step ``index``: the nearest snapshot at or before it plus the deltas after that.
-
-    Two queries whatever the run's length (snapshots are at most CHECKPOINT_SNAPSHOT_EVERY steps apart).
-    Raises Step.DoesNotExist when the run has no such step.
-    """
-    base = (
-        Step.objects.filter(run_id=run_id, index__lte=index, state_delta__isnull=True)
-        .order_by("-index")
-        .values_list("index", "state")
-        .first()
-    )
-    if base is None:
-        raise Step.DoesNotExist(f"run {run_id} has no step {index}")
-    base_index, state = base
-    deltas = list(
-        Step.objects.filter(run_id=run_id, index__gt=base_index, index__lte=index)
-        .order_by("index")
-        .values_list("index", "state_delta")
-    )
-    if base_index != index and (not deltas or deltas[-1][0] != index):
-        raise Step.DoesNotExist(f"run {run_id} has no step {index}")
-    state = apply(state, [])
-    for _, ops in deltas:
-        state = apply(state, ops or [], in_place=True)
-    return state
-
-
-def step_states(*, run_id: int) -> dict[int, Any]:
-    """Every step's state, reconstructed in one pass over the run's steps."""
-    states: dict[int, Any] = {}
-    current: Any = None
-    for index, state, delta in (
-        Step.objects.filter(run_id=run_id).order_by("index").values_list("index", "state", "state_delta")
-    ):
-        current = apply(state, []) if delta is None else apply(current, delta)
-        states[index] = current
-    return states
-
+from runs.models import Activity, Graph, GraphLimit, Run, RunEvent, Step, WorkerStatus
+from runs.services.leases import graph_in_flight, runnable
+from runs.services.run_store import step_state, step_states
 
 # --- the dashboard ----------------------------------------------------------------
 
@@ -323,17 +285,19 @@ def graph_versions(*, name: str) -> list[Graph]:
     )
 
 
-def approvals_waiting_count() -> int:
-    """Approval requests waiting for a decision (the approvals app's count).
+# Counts other apps add to the home page and the metrics summary, by name; approvals registers
+# "approvals_waiting" (requests waiting for a decision) from AppConfig.ready().
+COUNTS: dict[str, Callable[[], int]] = {}
 
-    Where the approvals app does not store requests yet, WAITING runs whose
-    wait reason names an approval.
-    """
-    try:
-        from approvals.selectors import pending_count
-    except ImportError:
-        return Run.objects.filter(status=sm.WAITING, wait_reason__icontains="approval").count()
-    return pending_count()
+
+def register_count(name: str, count: Callable[[], int]) -> None:
+    COUNTS[name] = count
+
+
+def approvals_waiting_count() -> int:
+    """Approval requests waiting for a decision (0 where no app counts them)."""
+    count = COUNTS.get("approvals_waiting")
+    return count() if count is not None else 0
 
 
 def dashboard_summary(*, now: dt.datetime, days: int = 7) -> dict[str, Any]:
@@ -405,3 +369,45 @@ def input_example(*, schema: dict[str, Any]) -> Any:
         wanted = [k for k in props if k in schema.get("required", []) or "default" in props[k]]
         return {k: input_example(schema=props[k]) for k in wanted}
     return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": []}.get(str(kind))
+
+
+def compare_candidates(*, run: Run, limit: int = 25) -> QuerySet[Run]:
+    """Other recent runs of the same graph (any version): the "Compare with…" choices on a run page."""
+    return (
+        Run.objects.filter(graph__name=run.graph.name)
+        .exclude(pk=run.pk)
+        .select_related("graph")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def run_forks(*, run: Run) -> list[dict[str, Any]]:
+    """The runs forked from ``run``, oldest first: trace id, fork step, status, graph version."""
+    return [
+        {"trace_id": t, "step": s, "status": st, "version": v, "created_at": c}
+        for t, s, st, v, c in Run.objects.filter(parent=run)
+        .order_by("created_at", "id")
+        .values_list("trace_id", "parent_step", "status", "graph__version", "created_at")
+    ]
+
+
+# --- the queue and the workers (the dashboard and /metrics) ----------------------------------
+
+def caps_waiting() -> dict[str, int]:
+    """Per capped graph, the PENDING runs waiting for a slot (for the dashboard and metrics)."""
+    waiting = {}
+    for name, limit in GraphLimit.objects.values_list("graph_name", "max_running"):
+        if graph_in_flight(graph_name=name) >= limit:
+            waiting[name] = Run.objects.filter(graph__name=name, status=sm.PENDING).count()
+    return waiting
+
+
+def workers_alive(*, within_seconds: float = 30.0) -> list[WorkerStatus]:
+    """Workers seen recently, with their runs in flight (for the dashboard and metrics)."""
+    since = timezone.now() - dt.timedelta(seconds=within_seconds)
+    return list(WorkerStatus.objects.filter(last_seen_at__gte=since))
+
+
+def queue_depth() -> int:
+    """Runs waiting for a worker: runnable now and not leased."""
+    return runnable().count()

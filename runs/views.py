@@ -14,15 +14,13 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cmo_site.shared.permissions import OPERATE, VIEW, can, primary_role, role_required
-from replay import selectors as replay_selectors
 from runs import selectors
 from runs.engine import statemachine as sm
 from runs.engine.json_input import JSONInputError, parse_json
 from runs.models import Graph, Run
-from runs.services import leases
 from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
-from runs.services.specialists import specialist_caps
+from runs.specialists.registry import specialist_caps
 
 
 def _when(value: str, *, end: bool = False) -> dt.datetime | None:
@@ -66,9 +64,9 @@ def home(request: HttpRequest) -> HttpResponse:
     slowest_peak = max([s["avg_seconds"] for s in summary["slowest"]] + [0.001])
     recent = selectors.run_list(filters=selectors.RunFilters(), limit=8).runs
     capacity = {
-        "workers": leases.workers_alive(),
-        "queued": leases.queue_depth(),
-        "caps": leases.caps_waiting(),
+        "workers": selectors.workers_alive(),
+        "queued": selectors.queue_depth(),
+        "caps": selectors.caps_waiting(),
         "specialists": specialist_caps(),
     }
     return render(
@@ -176,8 +174,8 @@ def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
             "events": events,
             "can_abort": can(request.user, OPERATE) and not run.is_terminal,
             "can_fork": can(request.user, OPERATE),
-            "forks": replay_selectors.run_forks(run=run),
-            "compare_with": replay_selectors.compare_candidates(run=run),
+            "forks": selectors.run_forks(run=run),
+            "compare_with": selectors.compare_candidates(run=run),
         },
     )
 

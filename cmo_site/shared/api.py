@@ -33,7 +33,7 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, StringConstraints
 
-from cmo_site.models import ApiToken
+from cmo_site.shared.models import ApiToken
 from cmo_site.shared.permissions import GRANTS, VIEW, roles_allow, strongest, token_roles, user_roles
 from cmo_site.shared.tokens import api_token_authenticate
 from runs.engine import json_input

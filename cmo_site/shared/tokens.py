@@ -18,7 +18,7 @@ import secrets
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from cmo_site.models import ApiToken
+from cmo_site.shared.models import ApiToken
 from cmo_site.shared.permissions import SPECIALIST, TOKEN_ROLES
 from runs.engine.errors import CMOError
 

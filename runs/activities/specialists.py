@@ -12,8 +12,8 @@ from typing import Any
 from runs.engine.errors import ActivityError, Suspend
 from runs.engine.plugins import ActivityKind, Call
 from runs.engine.specialists import invoke_in_process
-from runs.services.a2a import remote_publish
-from runs.services.specialists import specialist_refusal
+from runs.specialists.a2a import remote_publish
+from runs.specialists.registry import specialist_refusal
 
 
 def _build(ctx: Any, seq: int, specialist: str, task: str, payload: dict[str, Any] | None = None) -> Call:

@@ -1,4 +1,5 @@
-"""Leases: which worker may execute a run, claimed with a conditional update.
+"""Leases: which worker may execute a run, claimed with a conditional update (the reads the dashboard shows
+about queues, caps and workers are runs.selectors).
 
 A run is runnable when it is PENDING or RUNNING, nobody holds a live lease
 on it, and any retry backoff has passed. ``run_claim`` succeeds for exactly
@@ -218,15 +219,6 @@ def graph_caps() -> dict[str, int]:
     return _caps_cache[1]
 
 
-def caps_waiting() -> dict[str, int]:
-    """Per capped graph, the PENDING runs waiting for a slot (for the dashboard and metrics)."""
-    waiting = {}
-    for name, limit in GraphLimit.objects.values_list("graph_name", "max_running"):
-        if graph_in_flight(graph_name=name) >= limit:
-            waiting[name] = Run.objects.filter(graph__name=name, status=sm.PENDING).count()
-    return waiting
-
-
 def leases_renew(*, owner: str, run_ids: list[int], lease_seconds: float | None = None) -> set[int]:
     """Extend this owner's leases; returns the ids another worker has taken over (lost leases).
 
@@ -275,14 +267,3 @@ def worker_heartbeat(*, owner: str, concurrency: int, in_flight: int, started_at
 
 def worker_gone(*, owner: str) -> None:
     WorkerStatus.objects.filter(owner=owner).delete()
-
-
-def workers_alive(*, within_seconds: float = 30.0) -> list[WorkerStatus]:
-    """Workers seen recently, with their runs in flight (for the dashboard and metrics)."""
-    since = timezone.now() - dt.timedelta(seconds=within_seconds)
-    return list(WorkerStatus.objects.filter(last_seen_at__gte=since))
-
-
-def queue_depth() -> int:
-    """Runs waiting for a worker: runnable now and not leased."""
-    return runnable().count()

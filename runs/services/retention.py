@@ -9,7 +9,8 @@ The policy (``CMO_RETENTION_DAYS``, ``CMO_RETENTION_FAILED_DAYS``; 0 keeps forev
 - a pinned run is kept, and so is every run a kept fork descends from: a
   fork's history (replay, verify, export) includes its parent's steps up to
   the fork point, so a parent goes only together with all of its forks;
-- a run goes with its steps, activities, events and approval requests, in one
+- a run goes with its steps, activities, events and the rows other apps keep for it
+  (``register_dependent``: approvals registers its requests), in one
   transaction per batch, and then with the blobs its activities referenced in
   storage that no remaining activity references (blobs are content-addressed
   and shared between runs). Artifacts written by ``write_artifact`` are named
@@ -25,14 +26,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.db.models.functions import Coalesce
 
-from approvals.models import ApprovalRequest
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run, RunEvent, Step
 from runs.services.run_store import BLOB_KEY, is_blob_digest, is_blob_ref
@@ -40,7 +41,28 @@ from runs.services.run_store import BLOB_KEY, is_blob_digest, is_blob_ref
 log = logging.getLogger(__name__)
 FAILED_STATUSES = (sm.FAILED, sm.TIMED_OUT, sm.ABORTED)
 BATCH = 200
-COUNTS = ("runs", "steps", "activities", "events", "approvals", "blobs")
+
+
+@dataclass(frozen=True)
+class Dependent:
+    """Rows another app keeps for a run (``model.<field>`` points at it): deleted with it, counted as ``key``."""
+
+    key: str
+    model: type[Model]
+    field: str = "run"
+
+
+# Filled by the apps that keep rows of runs (approvals registers its requests from AppConfig.ready()).
+DEPENDENTS: list[Dependent] = []
+
+
+def register_dependent(dependent: Dependent) -> None:
+    if all(d.key != dependent.key for d in DEPENDENTS):
+        DEPENDENTS.append(dependent)
+
+
+def counts_keys() -> tuple[str, ...]:
+    return ("runs", "steps", "activities", "events", *(d.key for d in DEPENDENTS), "blobs")
 
 
 def retention_candidates(*, now: dt.datetime, keep_days: int, keep_failed_days: int) -> list[int]:
@@ -80,7 +102,7 @@ def _count(run_ids: list[int]) -> dict[str, int]:
         "steps": Step.objects.filter(run_id__in=run_ids).count(),
         "activities": Activity.objects.filter(run_id__in=run_ids).count(),
         "events": RunEvent.objects.filter(run_id__in=run_ids).count(),
-        "approvals": ApprovalRequest.objects.filter(run_id__in=run_ids).count(),
+        **{d.key: d.model._default_manager.filter(**{f"{d.field}_id__in": run_ids}).count() for d in DEPENDENTS},
     }
 
 
@@ -93,7 +115,7 @@ def _delete_batch(run_ids: list[int]) -> dict[str, int]:
             .values_list("pk", flat=True)
         )
         counts = {
-            "approvals": ApprovalRequest.objects.filter(run_id__in=still).delete()[0],
+            **{d.key: d.model._default_manager.filter(**{f"{d.field}_id__in": still}).delete()[0] for d in DEPENDENTS},
             "activities": Activity.objects.filter(run_id__in=still).delete()[0],
             "steps": Step.objects.filter(run_id__in=still).delete()[0],
             "events": RunEvent.objects.filter(run_id__in=still).delete()[0],
@@ -127,7 +149,7 @@ def retention_apply(
     (blobs: those the runs reference that no other run does).
     """
     run_ids = retention_candidates(now=now, keep_days=keep_days, keep_failed_days=keep_failed_days)
-    totals = dict.fromkeys(COUNTS, 0)
+    totals = dict.fromkeys(counts_keys(), 0)
     for start in range(0, len(run_ids), batch):
         chunk = run_ids[start : start + batch]
         digests = _blob_digests(chunk)
@@ -142,7 +164,7 @@ def retention_apply(
         else:
             counts = _delete_batch(chunk)
             counts["blobs"] = _delete_unreferenced_blobs(digests)
-        for key in COUNTS:
+        for key in totals:
             totals[key] += counts.get(key, 0)
     if totals["runs"] and not dry_run:
         log.info("retention deleted %s", totals)

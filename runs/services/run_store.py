@@ -25,12 +25,11 @@ from django.utils import timezone
 
 from cmo_site.shared import live
 from runs.engine import statemachine as sm
-from runs.engine.delta import diff
+from runs.engine.delta import apply, diff
 from runs.engine.errors import CheckpointUnavailable, EngineError, LeaseLost
 from runs.engine.hashing import sha256_hex
 from runs.engine.stores import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
 from runs.models import Activity, Run, Step
-from runs.selectors import step_state
 from runs.services.events import run_event_add, run_transition
 
 log = logging.getLogger(__name__)
@@ -131,6 +130,46 @@ def blob_load(value: Any) -> Any:
             return json.loads(fh.read())
     except FileNotFoundError:
         raise BlobUnavailable(f"the recorded payload's blob {digest} is missing from storage") from None
+
+
+def step_state(*, run_id: int, index: int) -> Any:
+    """The state after step ``index``: the nearest snapshot at or before it plus the deltas after that.
+
+    Two queries whatever the run's length (snapshots are at most CHECKPOINT_SNAPSHOT_EVERY steps apart).
+    Raises Step.DoesNotExist when the run has no such step.
+    """
+    base = (
+        Step.objects.filter(run_id=run_id, index__lte=index, state_delta__isnull=True)
+        .order_by("-index")
+        .values_list("index", "state")
+        .first()
+    )
+    if base is None:
+        raise Step.DoesNotExist(f"run {run_id} has no step {index}")
+    base_index, state = base
+    deltas = list(
+        Step.objects.filter(run_id=run_id, index__gt=base_index, index__lte=index)
+        .order_by("index")
+        .values_list("index", "state_delta")
+    )
+    if base_index != index and (not deltas or deltas[-1][0] != index):
+        raise Step.DoesNotExist(f"run {run_id} has no step {index}")
+    state = apply(state, [])
+    for _, ops in deltas:
+        state = apply(state, ops or [], in_place=True)
+    return state
+
+
+def step_states(*, run_id: int) -> dict[int, Any]:
+    """Every step's state, reconstructed in one pass over the run's steps."""
+    states: dict[int, Any] = {}
+    current: Any = None
+    for index, state, delta in (
+        Step.objects.filter(run_id=run_id).order_by("index").values_list("index", "state", "state_delta")
+    ):
+        current = apply(state, []) if delta is None else apply(current, delta)
+        states[index] = current
+    return states
 
 
 def run_snapshot(run: Run, *, state: Any) -> RunSnapshot:

@@ -24,8 +24,18 @@ from runs.services.leases import runnable
 log = logging.getLogger(__name__)
 
 
+# Work other apps add to every sweep, by the name its count is reported under (approvals registers the
+# expiry of pending requests from AppConfig.ready()); each returns how many things it did.
+SWEEP_TASKS: dict[str, Callable[[], int]] = {}
+
+
+def register_sweep_task(name: str, task: Callable[[], int]) -> None:
+    SWEEP_TASKS[name] = task
+
+
 def sweep(*, batch: int = 500) -> dict[str, int]:
-    """Wake workers for runnable runs (new, orphaned, backoff over); time out overdue runs."""
+    """Time out overdue runs, run the apps' sweep tasks (SWEEP_TASKS), then wake workers for runnable runs
+    (new, orphaned, backoff over, resumed by a task)."""
     close_old_connections()
     now = timezone.now()
     timed_out = 0
@@ -44,14 +54,12 @@ def sweep(*, batch: int = 500) -> dict[str, int]:
             timed_out += 1
         except InvalidTransition:
             continue
-    from approvals.services import approval_expire_due  # expiry answers the waiting activity and resumes the run
-
-    expired = approval_expire_due()
+    done = {name: task() for name, task in SWEEP_TASKS.items()}
     woken = 0
     for run_id in runnable(now).order_by("created_at", "id").values_list("pk", flat=True)[:batch]:
         wake_now(run_id)
         woken += 1
-    return {"woken": woken, "timed_out": timed_out, "approvals_expired": expired}
+    return {"woken": woken, "timed_out": timed_out, **done}
 
 
 _retention_lock = threading.Lock()

@@ -14,9 +14,9 @@ import time
 
 from django.db import close_old_connections
 
-from runs.services.a2a import specialist_reply_record
 from runs.services.run_store import release_connection
-from runs.transport.streams import ENGINE_GROUP, REPLIES, Delivery, StreamConsumer, StreamTransport
+from runs.specialists.a2a import specialist_reply_record
+from runs.specialists.streams import ENGINE_GROUP, REPLIES, Delivery, StreamConsumer, StreamTransport
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ SEQUENTIAL = 100
 
 
 def _request(name: str, n: int) -> dict[str, Any]:
-    from runs.transport.envelopes import invocation_request
+    from runs.specialists.envelopes import invocation_request
 
     return invocation_request(
         trace_id=uuid.uuid4().hex, step=n, seq=0, node="bench", specialist=name, task="echo", payload={"n": n}
@@ -61,8 +61,8 @@ def raw_round_trips(url: str) -> list[float]:
 
 
 def cmo_round_trips(url: str) -> list[float]:
-    from runs.transport.envelopes import specialist_result
-    from runs.transport.streams import (
+    from runs.specialists.envelopes import specialist_result
+    from runs.specialists.streams import (
         ENGINE_GROUP,
         REPLIES,
         Delivery,

@@ -45,7 +45,7 @@ def storage() -> dict[str, float]:
 
 
 def replay() -> dict[str, float]:
-    from runs.selectors import step_state
+    from runs.services.run_store import step_state
 
     header("Replay to step 500 of a 1,000-step run (100 KB state)")
     run_id = _run_to_end("t-grow", {"kb": 100, "steps": 1000})

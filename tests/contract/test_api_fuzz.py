@@ -32,7 +32,7 @@ from approvals.services import risk_rules_install_defaults
 from cmo_site.api import openapi_document
 from cmo_site.shared.tokens import api_token_create
 from runs.services.runs import run_start
-from runs.services.specialists import specialist_register
+from runs.specialists.registry import specialist_register
 from tests.helpers import execute, start_and_execute
 from tests.unit.api_fixtures import user_with
 

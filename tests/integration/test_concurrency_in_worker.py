@@ -66,7 +66,7 @@ def test_short_runs_submitted_after_a_2000_step_run_finish_while_it_is_still_goi
 def test_a_worker_reports_its_runs_in_flight_and_leaves_no_heartbeat_when_it_stops(
     postgres_db: None, redis_url: str, tmp_path
 ) -> None:
-    from runs.services.leases import queue_depth, workers_alive
+    from runs.selectors import queue_depth, workers_alive
 
     marker = tmp_path / "go"
     with worker("--concurrency", "2", "--poll", "0.2") as proc:

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from runs.models import GraphLimit, Run, RunEvent
-from runs.services.leases import caps_waiting
+from runs.selectors import caps_waiting
 from runs.services.runs import run_start
 from tests.fixtures.counting_server import CountingServer
 from tests.integration.processes import wait_for, worker

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runs.transport.streams import Delivery, StreamConsumer, StreamTransport, dlq_key, stream_key
+from runs.specialists.streams import Delivery, StreamConsumer, StreamTransport, dlq_key, stream_key
 
 pytestmark = [pytest.mark.integration]
 

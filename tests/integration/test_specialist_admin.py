@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from runs.models import Specialist
-from runs.services.a2a import transport
-from runs.transport.streams import StreamConsumer, dlq_key, held_key, inflight_key, stream_key
+from runs.specialists.a2a import transport
+from runs.specialists.streams import StreamConsumer, dlq_key, held_key, inflight_key, stream_key
 from tests.integration.test_redis_streams import envelope
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

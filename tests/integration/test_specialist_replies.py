@@ -10,8 +10,8 @@ import pytest
 
 from runs.models import Activity, Run, RunEvent, Specialist
 from runs.services.runs import run_start
-from runs.transport.envelopes import specialist_result
-from runs.transport.streams import REPLIES, StreamTransport, held_key, inflight_key, stream_key
+from runs.specialists.envelopes import specialist_result
+from runs.specialists.streams import REPLIES, StreamTransport, held_key, inflight_key, stream_key
 from tests.integration.processes import ManagedProcess, child_database_url, wait_for, worker
 from tests.integration.test_redis_streams import envelope, transport  # noqa: F401 - the fixture
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from cmo_site.api import openapi_document
-from cmo_site.models import ApiToken
+from cmo_site.shared.models import ApiToken
 from cmo_site.shared.permissions import token_roles
 from cmo_site.shared.tokens import api_token_authenticate, api_token_create, api_token_revoke
 from tests.unit.api_fixtures import assert_error, post_json, token_client, user_with

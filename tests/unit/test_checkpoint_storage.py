@@ -8,8 +8,7 @@ import pytest
 
 from runs.engine.hashing import json_hash
 from runs.models import Step
-from runs.selectors import step_state, step_states
-from runs.services.run_store import SNAPSHOT_EVERY
+from runs.services.run_store import SNAPSHOT_EVERY, step_state, step_states
 from runs.services.runs import run_start
 from tests.helpers import execute, start_and_execute
 

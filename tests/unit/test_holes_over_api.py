@@ -12,7 +12,7 @@ from django.test import Client
 from approvals.policy import PolicyEngine
 from replay.bundles import bundle_export
 from runs.models import Activity, Graph, Run, Specialist
-from runs.services.specialists import specialist_sync_inprocess
+from runs.specialists.registry import specialist_sync_inprocess
 from tests.graphs_holes import BULK_RECEIVED
 from tests.helpers import execute, start_and_execute
 from tests.unit.api_fixtures import post_json, token_client, user_with

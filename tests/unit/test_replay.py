@@ -18,7 +18,7 @@ from runs.engine import node
 from runs.engine.graph import NODES
 from runs.engine.hashing import json_hash
 from runs.models import Graph, Run
-from runs.selectors import step_state
+from runs.services.run_store import step_state
 from tests.helpers import execute, start_and_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ from replay.bundles import bundle_export
 from runs.engine import node
 from runs.engine.graph import NODES
 from runs.models import Graph, Run, RunEvent
-from runs.selectors import step_state
+from runs.services.run_store import step_state
 from tests.helpers import execute, start_and_execute
 from tests.unit.dashboard_fixtures import client_for
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from cmo_site.shared.tokens import TokenRoleError, api_token_create
 from runs.models import AuditEvent, Specialist
-from runs.services.specialists import specialist_sync_inprocess
+from runs.specialists.registry import specialist_sync_inprocess
 from tests.unit.api_fixtures import assert_error, post_json, token_client, user_with
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from cmo_site.models import ApiToken
+from cmo_site.shared.models import ApiToken
 from cmo_site.shared.permissions import primary_role
 from cmo_site.shared.tokens import TOKEN_ROLES, TokenRoleError, api_token_create, api_token_revoke
 

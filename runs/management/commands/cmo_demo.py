@@ -15,7 +15,7 @@ from runs.demo import DEMO_INPUTS, DEMO_SEEDS
 from runs.models import Run
 from runs.services.graphs import graph_sync_all
 from runs.services.runs import run_start
-from runs.services.specialists import specialist_sync_inprocess
+from runs.specialists.registry import specialist_sync_inprocess
 
 
 class Command(BaseCommand):

@@ -21,9 +21,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.specialists import SPECIALISTS, Retry, SpecialistSpec
-from runs.transport.envelopes import specialist_result
-from runs.transport.registry import ApiRegistry, DatabaseRegistry, Registry, RegistryError
-from runs.transport.streams import Delivery, StreamConsumer, StreamTransport, stream_key
+from runs.specialists.announce import ApiRegistry, DatabaseRegistry, Registry, RegistryError
+from runs.specialists.envelopes import specialist_result
+from runs.specialists.streams import Delivery, StreamConsumer, StreamTransport, stream_key
 
 HEARTBEAT_SECONDS = 10.0
 

@@ -173,7 +173,7 @@ def _streams() -> Any:
     """The Redis Streams transport, or None in the embedded mode (no REDIS_URL)."""
     if not settings.REDIS_URL:
         return None
-    from runs.services.a2a import transport
+    from runs.specialists.a2a import transport
 
     return transport()
 

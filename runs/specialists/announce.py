@@ -60,7 +60,7 @@ class DatabaseRegistry:
 
     def register(self, *, name: str, version: str, capabilities: list[str], address: str) -> None:
         from runs.models import Specialist
-        from runs.services.specialists import specialist_register
+        from runs.specialists.registry import specialist_register
 
         specialist_register(
             name=name, version=version, capabilities=capabilities, transport=Specialist.TRANSPORT_REDIS, address=address
@@ -69,7 +69,7 @@ class DatabaseRegistry:
     def heartbeat(self, *, name: str) -> None:
         from django.db import connection
 
-        from runs.services.specialists import specialist_heartbeat
+        from runs.specialists.registry import specialist_heartbeat
 
         try:
             specialist_heartbeat(name=name)

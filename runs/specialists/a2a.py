@@ -9,7 +9,7 @@ is dropped. At least once on the wire, exactly once in the record.
 
 Per-specialist caps: at most ``Specialist.max_in_flight`` invocations await a
 reply at once; later ones are held in Redis in submission order and published
-as replies free their slots (atomically, in Lua: see runs/transport/streams.py).
+as replies free their slots (atomically, in Lua: see runs/specialists/streams.py).
 
 A RetryDirective in a reply schedules the same invocation again after its
 delay, with its modifications merged into the payload, until max_attempts.
@@ -30,8 +30,8 @@ from runs.engine.errors import ActivityError
 from runs.models import Activity, Run, Specialist
 from runs.services.events import run_event_add
 from runs.services.signals import NoPendingActivity, activity_answer
-from runs.transport.envelopes import invocation_request
-from runs.transport.streams import StreamTransport
+from runs.specialists.envelopes import invocation_request
+from runs.specialists.streams import StreamTransport
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""Transports that carry envelopes to specialists (Redis Streams; in-process for the embedded mode)."""

@@ -12,9 +12,9 @@ class ApprovalsConfig(AppConfig):
         from approvals.models import ApprovalRequest
         from approvals.selectors import pending_count
         from approvals.services import approval_expire_due
+        from runs.retention import Dependent, register_dependent
+        from runs.scheduler import register_sweep_task
         from runs.selectors import register_count
-        from runs.services.retention import Dependent, register_dependent
-        from runs.services.scheduling import register_sweep_task
 
         activities.register()
         register_sweep_task("approvals_expired", approval_expire_due)

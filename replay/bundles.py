@@ -39,7 +39,8 @@ from runs.engine.errors import CMOError, GraphValidationError, NotJSONError
 from runs.engine.hashing import canonical_json, json_hash, normalize, sha256_hex
 from runs.engine.validation import validate_definition
 from runs.models import Activity, Graph, Run, RunEvent, Step
-from runs.services.run_store import BLOB_KEY, SNAPSHOT_EVERY, blob_load, blob_store, is_blob_ref, step_states
+from runs.services.blobs import BLOB_KEY, blob_load, blob_store, is_blob_ref
+from runs.services.run_store import SNAPSHOT_EVERY, step_states
 from runs.services.runs import actor_name, run_create
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "trace_bundle.schema.json").read_text())

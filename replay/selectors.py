@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from replay.diffing import MISSING
 from replay.services import CompareReport, StepCheck, VerifyReport, run_compare, run_verify
+from runs.diffing import MISSING
 from runs.engine.graph import END
 from runs.engine.validation import route
 from runs.models import Graph, Run, Step

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
-from replay.diffing import state_diff
+from runs.diffing import pairs as state_diff
 from runs.engine.errors import CMOError, NotJSONError
 from runs.engine.graph import END, NODES
 from runs.engine.hashing import json_hash, normalize_text
@@ -21,6 +21,7 @@ from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.engine.stores import ActivityRecord, RunSnapshot
 from runs.engine.validation import route
 from runs.models import Activity, Graph, Run, Step
+from runs.selectors import activity_view
 from runs.services.events import run_event_add
 from runs.services.graphs import GraphNotRunnable, graph_run_refusal
 from runs.services.run_store import activity_record, run_snapshot, step_state, step_states
@@ -40,18 +41,6 @@ def _activities_by_step(run: Run) -> dict[int, dict[int, ActivityRecord]]:
     return grouped
 
 
-def _activity_dict(record: ActivityRecord) -> dict[str, Any]:
-    return {
-        "seq": record.seq,
-        "type": record.type,
-        "status": record.status,
-        "request": record.request,
-        "response": record.response,
-        "error": record.error,
-        "duration_ms": round(record.duration_ms, 3),
-    }
-
-
 def run_steps(*, run: Run) -> list[dict[str, Any]]:
     """The run's steps for a table: node, edge, hashes, duration and activities."""
     grouped = _activities_by_step(run)
@@ -69,7 +58,7 @@ def run_steps(*, run: Run) -> list[dict[str, Any]]:
                 "output_hash": s.output_hash,
                 "duration_ms": round(s.duration_ms, 3),
                 "error": s.error,
-                "activities": [_activity_dict(a) for a in acts.values()],
+                "activities": [activity_view(a) for a in acts.values()],
             }
         )
     return rows
@@ -90,7 +79,7 @@ def replay_to(*, run: Run, index: int) -> dict[str, Any]:
         "edge": step.edge,
         "state": states[index],
         "state_hash": step.state_hash,
-        "activities": [_activity_dict(a) for a in acts.values()],
+        "activities": [activity_view(a) for a in acts.values()],
     }
 
 

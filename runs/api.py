@@ -437,20 +437,6 @@ def run_steps(request: HttpRequest, trace_id: TraceId, query: Query[StepsQuery])
     return {"trace_id": run.trace_id, "steps": steps, "next_after": steps[-1]["index"] if more else None}
 
 
-_ACTIVITY_FIELDS = (
-    "step",
-    "seq",
-    "type",
-    "status",
-    "attempt",
-    "request",
-    "request_hash",
-    "response",
-    "error",
-    "duration_ms",
-)
-
-
 class ActivitiesQuery(Schema):
     step: Index | None = Field(None, description="only this step's activities")
 
@@ -479,7 +465,7 @@ def run_activities(request: HttpRequest, trace_id: TraceId, query: Query[Activit
         "trace_id": run.trace_id,
         "activities": [
             {
-                **{f: getattr(a, f) for f in _ACTIVITY_FIELDS},
+                **selectors.activity_view(a),
                 "idempotency_key": f"{run.trace_id}:{a.step}:{a.seq}",
             }
             for a in rows

@@ -11,10 +11,11 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from runs.diffing import rows as diff_rows
 from runs.engine import END
 from runs.engine import statemachine as sm
-from runs.engine.delta import diff as delta_diff
-from runs.engine.redaction import redact, redact_at
+from runs.engine.redaction import redact
+from runs.engine.stores import ActivityRecord
 from runs.models import Activity, Graph, GraphLimit, Run, RunEvent, Step, WorkerStatus
 from runs.services.leases import graph_in_flight, runnable
 from runs.services.run_store import step_state, step_states
@@ -121,38 +122,9 @@ def graph_choices() -> dict[str, list[int]]:
     return choices
 
 
-def _path_get(value: Any, path: list[Any]) -> Any:
-    for key in path:
-        value = value[key]
-    return value
-
-
-def state_diff(old: Any, new: Any) -> list[dict[str, Any]]:
-    """The changes from ``old`` to ``new`` as rows: op (added, removed, changed, appended), path, old, new.
-
-    For display: values under secret-named keys are masked (the stored state is what the node returned).
-    """
-    rows: list[dict[str, Any]] = []
-    for op in delta_diff(old, new):
-        kind, path = op[0], op[1]
-        label = "$" + "".join(f".{p}" for p in path)
-        if kind == "del":
-            rows.append({"op": "removed", "path": label, "old": redact_at(path, _path_get(old, path)), "new": None})
-        elif kind == "append":
-            rows.append({"op": "appended", "path": label, "old": None, "new": redact_at(path, op[2])})
-        else:
-            try:
-                before = _path_get(old, path)
-            except (KeyError, TypeError, IndexError):
-                rows.append({"op": "added", "path": label, "old": None, "new": redact_at(path, op[2])})
-            else:
-                rows.append(
-                    {"op": "changed", "path": label, "old": redact_at(path, before), "new": redact_at(path, op[2])}
-                )
-    return rows
-
-
-def _activity_dict(a: Activity) -> dict[str, Any]:
+def activity_view(a: Activity | ActivityRecord) -> dict[str, Any]:
+    """One activity as every reader shows it (run page, steps and activities API, replay): a stored row
+    (large responses as their blob reference) or an engine record (responses resolved)."""
     return {
         "step": a.step,
         "seq": a.seq,
@@ -199,7 +171,7 @@ def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> li
         previous = run.input
     activities: dict[int, list[dict[str, Any]]] = {}
     for a in Activity.objects.filter(run_id=run.pk, step__gt=after, step__lte=steps[-1].index).order_by("step", "seq"):
-        activities.setdefault(a.step, []).append(_activity_dict(a))
+        activities.setdefault(a.step, []).append(activity_view(a))
     out = []
     for s in steps:
         state = states[s.index] if states is not None else step_state(run_id=run.pk, index=s.index)
@@ -215,7 +187,7 @@ def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> li
                 "input": redact(previous),
                 "state": redact(state),
                 "output": redact(s.output),
-                "diff": state_diff(previous, state),
+                "diff": diff_rows(previous, state),
                 "hashes": {"input": s.input_hash, "state": s.state_hash, "output": s.output_hash},
                 "activities": activities.get(s.index, []),
             }

@@ -12,29 +12,25 @@ import datetime as dt
 import functools
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from cmo_site.shared import live
 from runs.engine import statemachine as sm
-from runs.engine.delta import apply, diff
-from runs.engine.errors import CheckpointUnavailable, EngineError, LeaseLost
-from runs.engine.hashing import sha256_hex
+from runs.engine.delta import apply, encode
+from runs.engine.errors import CheckpointUnavailable, LeaseLost
 from runs.engine.stores import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
 from runs.models import Activity, Run, Step
+from runs.services.blobs import blob_load, blob_store
 from runs.services.events import run_event_add, run_transition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-BLOB_KEY = "$blob"
 # A full snapshot at least this often keeps replay-to-step at two queries and a few deltas.
 SNAPSHOT_EVERY = 32
 _RETRYABLE = (OperationalError, InterfaceError)
@@ -76,60 +72,6 @@ SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s,
 def _json_param(value: Any) -> str | None:
     """JSONField semantics: Python None is SQL NULL (as Django stores it), anything else is JSON text."""
     return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-
-
-class BlobUnavailable(EngineError):
-    """A recorded payload's blob is missing from storage (deleted, or the storage was not restored)."""
-
-    status, code = 409, "blob_missing"
-
-
-def is_blob_ref(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {BLOB_KEY, "size"}
-
-
-def is_blob_digest(value: Any) -> bool:
-    return isinstance(value, str) and bool(_DIGEST.match(value))
-
-
-def blob_store(value: Any, *, written: list[str] | None = None) -> Any:
-    """Keep payloads over CMO_BLOB_THRESHOLD in storage; the row holds a reference.
-
-    A small value that merely looks like a reference (an HTTP server can answer anything) is
-    stored as a blob too, so every reference in a row is one this function made. The path of a
-    blob it creates is appended to ``written`` (a caller that may roll back removes them).
-    """
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if len(text) <= settings.CMO_BLOB_THRESHOLD and not is_blob_ref(value):
-        return value
-    digest = sha256_hex(text)
-    path = f"blobs/{digest}.json"
-    if not default_storage.exists(path):
-        saved = default_storage.save(path, ContentFile(text.encode()))
-        if written is not None:
-            written.append(saved)
-    return {BLOB_KEY: digest, "size": len(text)}
-
-
-def blob_load(value: Any) -> Any:
-    """The value a row's reference stands for (a non-reference is returned as it is).
-
-    Only a SHA-256 names a blob, so a reference can never reach another path in storage;
-    BlobUnavailable when the blob is gone.
-    """
-    if not is_blob_ref(value):
-        return value
-    digest = value[BLOB_KEY]
-    if not is_blob_digest(digest):
-        raise BlobUnavailable(f"a recorded payload refers to {str(digest)[:80]!r}, which is not a blob digest")
-    try:
-        with default_storage.open(f"blobs/{digest}.json", "rb") as fh:
-            return json.loads(fh.read())
-    except FileNotFoundError:
-        raise BlobUnavailable(f"the recorded payload's blob {digest} is missing from storage") from None
 
 
 def step_state(*, run_id: int, index: int) -> Any:
@@ -432,10 +374,8 @@ class DjangoCheckpointer:
         previous = self._last.get(run_id)
         if previous is None or previous[0] != step.index - 1 or step.index % SNAPSHOT_EVERY == 0:
             return step.state, None
-        ops = diff(previous[1], step.state)
-        if len(json.dumps(ops, separators=(",", ":"))) * 2 > step.state_size:
-            return step.state, None
-        return None, ops
+        ops = encode(previous[1], step.state, state_size=step.state_size)
+        return (step.state, None) if ops is None else (None, ops)
 
     @_resilient
     def retry_later(self, run_id: int, *, step: int, attempt: int, error: str, delay: float) -> None:

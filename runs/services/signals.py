@@ -18,8 +18,8 @@ from runs.engine.hashing import normalize
 from runs.engine.redaction import redact, redact_text
 from runs.engine.stores import ACTIVITY_COMPLETED, ACTIVITY_FAILED, ACTIVITY_PENDING
 from runs.models import Activity, Run
+from runs.services.blobs import blob_store
 from runs.services.events import run_event_add, run_transition
-from runs.services.run_store import blob_store
 
 
 class NoPendingActivity(CMOError, LookupError):

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from runs.models import WorkerStatus
-from runs.services.scheduling import WORKER_STATUS_STALE_SECONDS
+from runs.scheduler import WORKER_STATUS_STALE_SECONDS
 from tests.integration.processes import ManagedProcess, child_database_url, wait_for, worker
 
 pytestmark = [pytest.mark.integration]

@@ -26,8 +26,9 @@ import tests.graphs_activities  # registers a-artifacts
 import tests.graphs_engine  # noqa: F401 - registers e-big
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run
-from runs.services.retention import retention_apply
-from runs.services.run_store import BLOB_KEY, activity_record, blob_load, blob_store
+from runs.retention import retention_apply
+from runs.services.blobs import BLOB_KEY, blob_load, blob_store
+from runs.services.run_store import activity_record
 from tests.fixtures.counting_server import unused_port
 from tests.helpers import start_and_execute
 

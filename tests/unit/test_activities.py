@@ -25,7 +25,7 @@ import tests.graphs_activities as ga
 from runs.engine import statemachine as sm
 from runs.engine.specialists import SPECIALISTS, specialist
 from runs.models import Activity, Run, Specialist, Step
-from runs.services.run_store import BLOB_KEY
+from runs.services.blobs import BLOB_KEY
 from tests.fixtures.counting_server import CountingServer, counting_server, unused_port
 from tests.helpers import execute, start_and_execute
 

@@ -12,7 +12,7 @@ from replay.bundles import bundle_export
 from replay.services import run_verify
 from runs.activities.artifacts import artifact_name_problem
 from runs.models import Activity
-from runs.services.run_store import BLOB_KEY, is_blob_ref
+from runs.services.blobs import BLOB_KEY, is_blob_ref
 from tests.helpers import start_and_execute
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from runs.models import WorkerStatus
+from runs.scheduler import WORKER_STATUS_STALE_SECONDS, SchedulerLoop, worker_status_prune
 from runs.services.leases import worker_heartbeat
-from runs.services.scheduling import WORKER_STATUS_STALE_SECONDS, SchedulerLoop, worker_status_prune
 from runs.worker.host import HEARTBEAT_SECONDS
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from replay.diffing import state_diff as replay_diff
-from runs.selectors import run_steps_view, state_diff
+from runs.diffing import pairs as replay_diff
+from runs.diffing import rows as state_diff
+from runs.selectors import run_steps_view
 from tests.helpers import start_and_execute
 from tests.unit.dashboard_fixtures import make_user
 

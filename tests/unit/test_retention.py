@@ -14,11 +14,11 @@ from django.utils import timezone
 
 import tests.graphs_engine  # noqa: F401 - registers e-big (a response kept as a blob)
 from approvals.models import ApprovalRequest
+from runs import scheduler as scheduling
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run, RunEvent, Step
-from runs.services import scheduling
-from runs.services.retention import retention_apply
-from runs.services.run_store import BLOB_KEY
+from runs.retention import retention_apply
+from runs.services.blobs import BLOB_KEY
 from runs.services.runs import run_start
 from tests.helpers import start_and_execute
 

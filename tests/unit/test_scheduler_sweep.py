@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from runs.engine.executor import Outcome
 from runs.models import Run
+from runs.scheduler import sweep
 from runs.services.runs import run_start
-from runs.services.scheduling import sweep
 from tests.helpers import execute
 
 pytestmark = pytest.mark.django_db(transaction=True)

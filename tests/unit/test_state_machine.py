@@ -14,10 +14,10 @@ from runs.engine.errors import InvalidTransition, LeaseLost
 from runs.engine.executor import Executor, Outcome
 from runs.engine.plugins import NO_POLICY
 from runs.models import Run, RunEvent
+from runs.scheduler import sweep
 from runs.services.events import run_transition
 from runs.services.run_store import DjangoCheckpointer
 from runs.services.runs import run_abort, run_start
-from runs.services.scheduling import sweep
 from tests.helpers import OWNER, execute, start_and_execute
 
 # Only the tests that touch the database ask for it: the pure ones stay fast.

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from runs.services.retention import retention_apply
+from runs.retention import retention_apply
 
 
 class Command(BaseCommand):

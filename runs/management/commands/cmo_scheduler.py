@@ -1,7 +1,7 @@
 """The scheduler: wakes workers for runnable runs, enforces run timeouts and applies retention (hourly).
 
 Safe to run several: wake-ups are idempotent and timeouts lock the run row. It
-keeps going across database outages (runs.services.scheduling.SchedulerLoop).
+keeps going across database outages (runs.scheduler.SchedulerLoop).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cmo_site.shared import telemetry
 from cmo_site.shared.health import DependencyUnavailable, startup_check
-from runs.services.scheduling import SchedulerLoop
+from runs.scheduler import SchedulerLoop
 
 
 class Command(BaseCommand):

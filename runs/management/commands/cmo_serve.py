@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cmo_site.shared import telemetry
 from cmo_site.shared.health import DependencyUnavailable, startup_check
+from runs.scheduler import SchedulerLoop
 from runs.services.graphs import graph_sync_all
-from runs.services.scheduling import SchedulerLoop
 from runs.specialists.registry import specialist_sync_inprocess
 from runs.worker.channel import listen_forever
 from runs.worker.host import WorkerHost, set_current_host

@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce
 
 from runs.engine import statemachine as sm
 from runs.models import Activity, Run, RunEvent, Step
-from runs.services.run_store import BLOB_KEY, is_blob_digest, is_blob_ref
+from runs.services.blobs import BLOB_KEY, is_blob_digest, is_blob_ref
 
 log = logging.getLogger(__name__)
 FAILED_STATUSES = (sm.FAILED, sm.TIMED_OUT, sm.ABORTED)

@@ -1,4 +1,5 @@
-"""What the scheduler does each sweep, and the loop that sweeps (``cmo_scheduler``, ``cmo_serve``)."""
+"""The scheduler: what it does each sweep (time-outs, the apps' sweep tasks, wake-ups, stale worker rows,
+retention) and the loop that sweeps (``cmo_scheduler``, ``cmo_serve``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cmo_site.shared.live import wake_now
 from runs.engine import statemachine as sm
 from runs.engine.errors import InvalidTransition
 from runs.models import Run, WorkerStatus
+from runs.retention import retention_apply
 from runs.services.events import run_transition
 from runs.services.leases import runnable
 
@@ -83,8 +85,6 @@ def retention_tick(*, now: dt.datetime | None = None, force: bool = False) -> di
         if recent and not force:
             return None
         _retention_last = time.monotonic()
-    from runs.services.retention import retention_apply
-
     close_old_connections()
     return retention_apply(
         now=now or timezone.now(),

@@ -136,10 +136,6 @@ def score(action: dict[str, Any], rules: Sequence[Rule]) -> Assessment:
     return Assessment(level=worst, score=total, findings=findings)
 
 
-def max_level(levels: Iterable[str]) -> str:
-    return max(levels, key=LEVEL_RANK.__getitem__, default=LOW)
-
-
 # The defaults a new installation starts with (a data migration stores them; admins edit them).
 # Weights: low 5, medium 30, high 60, critical 90, so two high findings reach critical.
 DEFAULT_RULES: tuple[Rule, ...] = (

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from replay.services import CompareReport, StepCheck, VerifyReport, run_compare, run_verify
 from runs.diffing import MISSING
 from runs.engine.graph import END
+from runs.engine.redaction import redact
 from runs.engine.validation import route
 from runs.models import Graph, Run, Step
 from runs.services.run_store import step_states
@@ -119,8 +120,8 @@ def compare_view(*, left: Run, right: Run, step: str = "") -> dict[str, Any]:
                 "node": p.node,
                 "match": p.match,
                 "diff": _diff_rows(p.diff),
-                "left_state": left_states.get(p.left) if p.left is not None else None,
-                "right_state": right_states.get(p.right) if p.right is not None else None,
+                "left_state": redact(left_states.get(p.left)) if p.left is not None else None,
+                "right_state": redact(right_states.get(p.right)) if p.right is not None else None,
             }
         )
     first = report.first_divergence

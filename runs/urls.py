@@ -10,6 +10,7 @@ urlpatterns = [
     path("runs/new/", views.run_new, name="run_new"),
     path("runs/<str:trace_id>/", views.run_detail, name="run_detail"),
     path("runs/<str:trace_id>/abort/", views.run_abort_view, name="run_abort"),
+    path("runs/<str:trace_id>/steps/<int:index>/inspector/", views.step_inspector, name="step_inspector"),
     path("graphs/", views.graph_list, name="graph_list"),
     path("graphs/<str:name>/", views.graph_detail, name="graph_detail"),
 ]

@@ -11,10 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cmo_site.shared.permissions import OPERATE, VIEW, can, primary_role, role_required
-from runs import selectors
+from runs import selectors, step_view
 from runs.engine import statemachine as sm
 from runs.engine.json_input import JSONInputError, parse_json
 from runs.models import Graph, Run
@@ -178,6 +178,17 @@ def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
             "compare_with": selectors.compare_candidates(run=run),
         },
     )
+
+
+@require_GET
+@role_required(VIEW)
+def step_inspector(request: HttpRequest, trace_id: str, index: int) -> HttpResponse:
+    """One step's inspector, as the run page renders it: the fragment its player swaps in when it moves."""
+    run = get_object_or_404(Run, trace_id=trace_id)
+    step = step_view.step_inspector(run=run, index=index)
+    if step is None:
+        raise Http404(f"run {trace_id} has no step {index}")
+    return render(request, "runs/_step_inspector.html", {"step": step})
 
 
 @require_POST

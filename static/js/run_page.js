@@ -1,7 +1,9 @@
-/* The run page: replay player, step inspector, timeline, diagram highlighting and the live socket.
+/* The run page: the replay player (player.js) moves the step inspector, the timeline and the diagram
+highlighting; and the live socket.
 
 The page is rendered with every step and event so far (and the last step index and event id);
 the socket is opened with those numbers and sends only what is newer, so nothing is missed or repeated.
+The step inspector is the server's (templates/runs/_step_inspector.html, one fragment per step).
 */
 (function () {
   "use strict";
@@ -10,14 +12,11 @@ the socket is opened with those numbers and sends only what is newer, so nothing
   var events = data.events.slice();
   var run = data.run;
   var lastEvent = data.last_event;
-  var current = steps.length ? data.current : -1;
+  var start = steps.length ? data.current : -1; /* the step the page was rendered at */
   var following = new URLSearchParams(window.location.search).get("step") === null;
-  var playing = null;
   var verdicts = null; /* step index -> {status, label, cause}, once the run has been verified */
 
   var $ = function (id) { return document.getElementById(id); };
-  var scrubber = $("scrubber"), position = $("step-position");
-  var prevBtn = $("prev-step"), nextBtn = $("next-step"), playBtn = $("play"), pauseBtn = $("pause");
   var diagram = window.CMODiagram.draw($("diagram"), data.graph);
 
   function lastIndex() { return steps.length ? steps[steps.length - 1].index : -1; }
@@ -28,7 +27,6 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     if (!v) return null;
     return make("span", { "class": "vbadge vbadge-" + v.status, title: v.cause || v.label }, v.label);
   }
-  function pretty(v) { return JSON.stringify(v === undefined ? null : v, null, 2); }
   function make(tag, attrs, text) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
@@ -36,73 +34,86 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     return node;
   }
   function cell(row, text, cls) { var td = make("td", cls ? { "class": cls } : {}); if (text !== undefined) td.textContent = text; row.appendChild(td); return td; }
-  function preCell(row, value, cls) { var td = cell(row); td.appendChild(make("pre", { "class": "mono" + (cls ? " " + cls : "") }, value)); return td; }
 
   /* --- inspector ------------------------------------------------------------- */
-  function renderInspector(step) {
-    var box = $("inspector");
-    box.textContent = "";
-    if (!step) { box.appendChild(make("p", { "class": "muted", id: "step-title" }, "No step has been committed yet.")); return; }
-    var title = make("h3", { id: "step-title" }, "Step " + step.index + " · " + step.node + (step.attempt > 1 ? " · attempt " + step.attempt : ""));
-    var badge = verdictBadge(step.index);
+  /* The server renders the inspector (templates/runs/_step_inspector.html): the page came with the
+     current step's, and a move fetches the new step's as a fragment. Committed steps never change, so
+     fragments are kept (the last CACHE of them); the neighbours of the step shown are fetched ahead, so
+     Play and the arrow keys swap without waiting. */
+  var inspector = $("inspector");
+  var fragmentUrl = inspector.getAttribute("data-fragment"); /* step 0's; the index is its next-to-last segment */
+  var CACHE = 100;
+  var fragments = new Map(); /* step index -> Promise of its HTML */
+  var shown = steps.length ? start : null; /* the step whose inspector is in the page */
+  var waiting = null; /* the timer of a fetch for a step not yet cached */
+  if (shown !== null) fragments.set(shown, Promise.resolve(inspector.innerHTML));
+
+  function fragment(index) {
+    var cached = fragments.get(index);
+    if (cached) { fragments.delete(index); fragments.set(index, cached); return cached; }
+    var url = fragmentUrl.replace(/\/\d+\/inspector\/$/, "/" + index + "/inspector/");
+    var loading = fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } }).then(function (response) {
+      /* a redirect is the sign-in page: the session ended */
+      if (response.redirected) throw new Error("signed out: reload the page to sign in again");
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.text();
+    });
+    loading.catch(function () { if (fragments.get(index) === loading) fragments.delete(index); });
+    fragments.set(index, loading);
+    while (fragments.size > CACHE) fragments.delete(fragments.keys().next().value);
+    return loading;
+  }
+  function prefetchAround(index) {
+    [index + 1, index - 1].forEach(function (i) {
+      if (stepAt(i) && !fragments.has(i)) fragment(i).catch(function () {});
+    });
+  }
+  function decorateInspector() {
+    var title = $("step-title");
+    if (!title || shown === null) return;
+    Array.prototype.forEach.call(title.querySelectorAll(".vbadge"), function (b) {
+      if (b.previousSibling && b.previousSibling.nodeType === 3) b.previousSibling.remove();
+      b.remove();
+    });
+    var badge = verdictBadge(shown);
     if (badge) { title.appendChild(document.createTextNode(" ")); title.appendChild(badge); }
-    box.appendChild(title);
-    var meta = make("p", { "class": "muted", id: "step-meta" }, step.duration_ms + " ms" + (step.edge ? " · edge " + step.edge : "") + (step.error ? " · " + step.error : ""));
-    box.appendChild(meta);
-    var grid = make("div", { "class": "grid2" });
-    function section(id, title, content) {
-      var s = make("section", { "aria-labelledby": "h-" + id });
-      s.appendChild(make("h4", { id: "h-" + id }, title));
-      s.appendChild(content);
-      grid.appendChild(s);
+  }
+  function swapInspector(index, html) {
+    /* server-rendered, escaped by the template */
+    inspector.innerHTML = html;
+    shown = index;
+    inspector.removeAttribute("aria-busy");
+    decorateInspector();
+    prefetchAround(index);
+  }
+  function showInspector(index) {
+    clearTimeout(waiting);
+    if (index === shown || !stepAt(index)) {
+      inspector.removeAttribute("aria-busy");
+      decorateInspector();
+      if (index === shown) prefetchAround(index);
+      return;
     }
-    section("state", "State after the step", make("pre", { "class": "mono json", id: "step-state" }, pretty(step.state)));
-    var diff = make("table", { "class": "diff", id: "step-diff" });
-    var head = make("thead"); var hr = make("tr");
-    ["Change", "Path", "Before", "After"].forEach(function (h) { hr.appendChild(make("th", { scope: "col" }, h)); });
-    head.appendChild(hr); diff.appendChild(head);
-    var body = make("tbody");
-    if (!step.diff.length) { var r0 = make("tr"); var c0 = cell(r0, "No change.", "muted"); c0.colSpan = 4; body.appendChild(r0); }
-    step.diff.forEach(function (d) {
-      var row = make("tr", { "class": "diff-" + d.op });
-      cell(row, d.op); cell(row, d.path, "mono");
-      cell(row, d.op === "added" || d.op === "appended" ? "" : pretty(d.old), "mono");
-      cell(row, d.op === "removed" ? "" : pretty(d.new), "mono");
-      body.appendChild(row);
-    });
-    diff.appendChild(body);
-    section("diff", "Diff against the previous step", diff);
-    section("input", "Input", make("pre", { "class": "mono json", id: "step-input" }, pretty(step.input)));
-    section("output", "Output", make("pre", { "class": "mono json", id: "step-output" }, pretty(step.output)));
-    box.appendChild(grid);
-
-    var acts = make("section", { "aria-labelledby": "h-acts" });
-    acts.appendChild(make("h4", { id: "h-acts" }, "Activities"));
-    var table = make("table", { "class": "activities", id: "step-activities" });
-    var th = make("thead"); var tr = make("tr");
-    ["#", "Type", "Status", "Request", "Response / error", "Duration"].forEach(function (h) { tr.appendChild(make("th", { scope: "col" }, h)); });
-    th.appendChild(tr); table.appendChild(th);
-    var tb = make("tbody");
-    if (!step.activities.length) { var r1 = make("tr"); var c1 = cell(r1, "No activities in this step.", "muted"); c1.colSpan = 6; tb.appendChild(r1); }
-    step.activities.forEach(function (a) {
-      var row = make("tr");
-      cell(row, String(a.seq)); cell(row, a.type); cell(row, a.status);
-      preCell(row, pretty(a.request));
-      if (a.error) preCell(row, a.error, "error"); else preCell(row, pretty(a.response));
-      cell(row, a.duration_ms + " ms");
-      tb.appendChild(row);
-    });
-    table.appendChild(tb); acts.appendChild(table); box.appendChild(acts);
-
-    var hs = make("section", { "aria-labelledby": "h-hashes" });
-    hs.appendChild(make("h4", { id: "h-hashes" }, "Hashes (SHA-256 of canonical JSON)"));
-    var dl = make("dl", { "class": "hashes mono", id: "step-hashes" });
-    ["input", "state", "output"].forEach(function (k) { dl.appendChild(make("dt", {}, k)); dl.appendChild(make("dd", {}, step.hashes[k])); });
-    hs.appendChild(dl); box.appendChild(hs);
+    inspector.setAttribute("aria-busy", "true");
+    function load() {
+      fragment(index).then(function (html) {
+        if (player.position() === index) swapInspector(index, html);
+      }, function (err) {
+        if (player.position() !== index) return;
+        inspector.textContent = "";
+        shown = null;
+        inspector.removeAttribute("aria-busy");
+        inspector.appendChild(make("p", { "class": "error", role: "alert", id: "step-title" },
+          "Step " + index + " could not be loaded: " + (err.message || err) + "."));
+      });
+    }
+    /* dragging the scrubber passes many steps: fetch only the one it stops at */
+    if (fragments.has(index)) load(); else waiting = setTimeout(load, 80);
   }
 
   /* --- diagram --------------------------------------------------------------- */
   function renderDiagram() {
+    var current = player.position();
     var upto = steps.filter(function (s) { return s.index <= current; });
     var visited = upto.map(function (s) { return s.node; });
     var taken = [];
@@ -142,10 +153,10 @@ the socket is opened with those numbers and sends only what is newer, so nothing
       if (r.kind === "step") {
         label = r.step.index + " · " + r.step.node + (r.step.attempt > 1 ? " (attempt " + r.step.attempt + ")" : "");
         width = Math.max(0.6, pct(r.at + r.step.duration_ms) - left);
-        var btn = make("button", { type: "button", "class": "tl-bar" + (r.step.index === current ? " selected" : ""),
+        var btn = make("button", { type: "button", "class": "tl-bar" + (r.step.index === player.position() ? " selected" : ""),
           "aria-label": "Step " + r.step.index + " " + r.step.node + ", " + r.step.duration_ms + " ms",
           style: "margin-left:" + left + "%;width:" + width + "%" });
-        btn.addEventListener("click", function () { go(r.step.index); });
+        btn.addEventListener("click", function () { player.move(r.step.index); });
         row.appendChild(make("span", { "class": "tl-label" }, label));
         var track = make("span", { "class": "tl-track" }); track.appendChild(btn); row.appendChild(track);
         row.appendChild(make("span", { "class": "tl-value" }, r.step.duration_ms + " ms"));
@@ -194,65 +205,31 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     if (abort && run.terminal) abort.remove();
   }
 
-  /* --- the player ------------------------------------------------------------ */
+  /* --- the player (static/js/player.js) --------------------------------------- */
   function stepAt(index) { for (var i = 0; i < steps.length; i++) if (steps[i].index === index) return steps[i]; return null; }
-  function render(updateUrl) {
-    var last = lastIndex();
-    scrubber.min = String(firstIndex());
-    scrubber.max = String(Math.max(last, 0));
-    scrubber.disabled = last < 0;
-    scrubber.value = String(Math.max(current, 0));
-    position.textContent = last < 0 ? "No steps yet" : "Step " + current + " of " + last;
-    prevBtn.disabled = current <= firstIndex();
-    nextBtn.disabled = current >= last;
-    renderInspector(stepAt(current));
+  function render(index, moved) {
+    if (moved) following = index === lastIndex() && run.terminal === false;
+    showInspector(index);
     renderDiagram();
     renderTimeline();
     var fork = $("fork-link");
-    if (fork && last >= 0) {
+    if (fork && lastIndex() >= 0) {
       fork.hidden = false;
-      fork.href = fork.href.split("?")[0] + "?step=" + current;
-      $("fork-step").textContent = String(current);
-    }
-    if (updateUrl) {
-      var url = new URL(window.location.href);
-      url.searchParams.set("step", String(current));
-      window.history.replaceState(null, "", url);
+      fork.href = fork.href.split("?")[0] + "?step=" + index;
+      $("fork-step").textContent = String(index);
     }
   }
-  function go(index) {
-    var last = lastIndex();
-    if (last < 0) return;
-    current = Math.max(firstIndex(), Math.min(last, index));
-    following = current === last && run.terminal === false;
-    render(true);
-  }
-  function stop() {
-    if (playing !== null) { clearInterval(playing); playing = null; }
-    playBtn.disabled = false; pauseBtn.disabled = true;
-  }
-  prevBtn.addEventListener("click", function () { stop(); go(current - 1); });
-  nextBtn.addEventListener("click", function () { stop(); go(current + 1); });
-  scrubber.addEventListener("input", function () { stop(); go(parseInt(scrubber.value, 10)); });
-  playBtn.addEventListener("click", function () {
-    if (current >= lastIndex()) go(0);
-    playBtn.disabled = true; pauseBtn.disabled = false; pauseBtn.focus();
-    playing = setInterval(function () {
-      if (current >= lastIndex()) { stop(); playBtn.focus(); return; }
-      go(current + 1);
-    }, 700);
-  });
-  pauseBtn.addEventListener("click", function () { stop(); playBtn.focus(); });
-  document.addEventListener("keydown", function (ev) {
-    var t = ev.target;
-    if (ev.altKey || ev.ctrlKey || ev.metaKey || (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable))) return;
-    if (ev.key === "ArrowRight") { stop(); go(current + 1); ev.preventDefault(); }
-    else if (ev.key === "ArrowLeft") { stop(); go(current - 1); ev.preventDefault(); }
+  var player = window.CMOPlayer.create({
+    first: firstIndex,
+    last: lastIndex,
+    current: start,
+    label: function (at, last) { return last < 0 ? "No steps yet" : "Step " + at + " of " + last; },
+    render: render
   });
 
   /* Verification (replay_verify.js) sends the per-step verdicts; its step links move the player. */
-  document.addEventListener("cmo:verdicts", function (ev) { verdicts = ev.detail; render(false); });
-  document.addEventListener("cmo:go", function (ev) { stop(); go(ev.detail); });
+  document.addEventListener("cmo:verdicts", function (ev) { verdicts = ev.detail; player.refresh(); });
+  document.addEventListener("cmo:go", function (ev) { player.go(ev.detail); });
 
   /* --- live ------------------------------------------------------------------ */
   var delay = 500;
@@ -271,13 +248,13 @@ the socket is opened with those numbers and sends only what is newer, so nothing
       var m = JSON.parse(msg.data);
       if (m.type === "step" && m.step.index > lastIndex()) {
         steps.push(m.step);
-        if (following || current < 0) current = m.step.index;
+        if (following || player.position() < 0) player.set(m.step.index);
       } else if (m.type === "event" && m.event.id > lastEvent) {
         events.push(m.event); lastEvent = m.event.id; addEventRow(m.event);
       } else if (m.type === "run") {
         run = m.run;
         renderHeader();
-        render(false);
+        player.refresh();
         if (run.terminal) socket.close();
       }
     };
@@ -289,6 +266,6 @@ the socket is opened with those numbers and sends only what is newer, so nothing
     };
   }
 
-  render(false);
+  player.refresh();
   connect();
 })();

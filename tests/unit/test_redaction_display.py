@@ -35,3 +35,13 @@ def test_state_secrets_are_masked_on_the_run_page_and_in_diffs() -> None:
         {"op": "changed", "path": "$.api_key", "old": "[redacted]", "new": "[redacted]"}
     ]
     assert replay_diff({"auth": {"password": "x"}}, {"auth": {"password": SECRET}})[0]["after"] == "[redacted]"
+
+
+@pytest.mark.django_db
+def test_the_compare_page_never_carries_a_secret_named_value() -> None:
+    left = start_and_execute("t-count", {"target": 2, "api_key": SECRET})
+    right = start_and_execute("t-count", {"target": 3, "api_key": SECRET})
+    page = Client()
+    page.force_login(make_user("viewer"))
+    html = page.get("/compare/", {"left": left.trace_id, "right": right.trace_id}).content.decode()
+    assert SECRET not in html and "[redacted]" in html

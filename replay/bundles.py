@@ -91,32 +91,6 @@ class _Packer:
 def bundle_export(*, run: Run) -> dict[str, Any]:
     """The run as a bundle (format_version 2). BlobUnavailable if a recorded payload is missing from storage."""
     packer = _Packer(settings.CMO_BLOB_THRESHOLD)
-    states = step_states(run_id=run.pk)
-    steps = []
-    before = run.input
-    for s in Step.objects.filter(run=run).order_by("index"):
-        state = states[s.index]
-        entry: dict[str, Any] = {
-            "index": s.index,
-            "node": s.node,
-            "attempt": s.attempt,
-            "state_hash": s.state_hash,
-            "input_hash": s.input_hash,
-            "output": packer.pack(s.output),
-            "output_hash": s.output_hash,
-            "edge": s.edge,
-            "started_at": _iso(s.started_at),
-            "duration_ms": s.duration_ms,
-            "error": s.error,
-        }
-        size = s.state_size or len(canonical_json(state).encode())
-        ops = delta.encode(before, state, state_size=size)
-        if ops is None:
-            entry["state"] = packer.pack(state)
-        else:
-            entry["state_delta"] = packer.pack_ops(ops)
-        steps.append(entry)
-        before = state
     activities = list(Activity.objects.filter(run=run).order_by("step", "seq"))
     bundle: dict[str, Any] = {
         "format": FORMAT,
@@ -146,40 +120,72 @@ def bundle_export(*, run: Run) -> dict[str, Any]:
             "parent_trace_id": run.parent.trace_id if run.parent else None,
             "parent_step": run.parent_step,
         },
-        "steps": steps,
-        "activities": [
-            {
-                "step": a.step,
-                "seq": a.seq,
-                "type": a.type,
-                "request": packer.pack(a.request),
-                "request_hash": a.request_hash,
-                "status": a.status,
-                "response": packer.pack(blob_load(a.response)),
-                "error": a.error,
-                "duration_ms": a.duration_ms,
-                "attempt": a.attempt,
-            }
-            for a in activities
-        ],
-        "events": [
-            {
-                "kind": e.kind,
-                "from_status": e.from_status,
-                "to_status": e.to_status,
-                "step": e.step,
-                "message": e.message,
-                "detail": e.detail,
-                "actor": e.actor,
-                "created_at": _iso(e.created_at),
-            }
-            for e in RunEvent.objects.filter(run=run).order_by("id")
-        ],
+        "steps": _export_steps(run, packer),
+        "activities": [_export_activity(a, packer) for a in activities],
+        "events": [_export_event(e) for e in RunEvent.objects.filter(run=run).order_by("id")],
         "artifacts": _artifacts(activities),
         "blobs": packer.blobs,
     }
     bundle["sha256"] = json_hash(bundle)
     return bundle
+
+
+def _export_steps(run: Run, packer: _Packer) -> list[dict[str, Any]]:
+    """Each step with its state in full or, when much smaller, as a delta from the state before it."""
+    states = step_states(run_id=run.pk)
+    steps = []
+    before = run.input
+    for s in Step.objects.filter(run=run).order_by("index"):
+        state = states[s.index]
+        entry: dict[str, Any] = {
+            "index": s.index,
+            "node": s.node,
+            "attempt": s.attempt,
+            "state_hash": s.state_hash,
+            "input_hash": s.input_hash,
+            "output": packer.pack(s.output),
+            "output_hash": s.output_hash,
+            "edge": s.edge,
+            "started_at": _iso(s.started_at),
+            "duration_ms": s.duration_ms,
+            "error": s.error,
+        }
+        ops = delta.encode(before, state, state_size=s.state_size or len(canonical_json(state).encode()))
+        if ops is None:
+            entry["state"] = packer.pack(state)
+        else:
+            entry["state_delta"] = packer.pack_ops(ops)
+        steps.append(entry)
+        before = state
+    return steps
+
+
+def _export_activity(a: Activity, packer: _Packer) -> dict[str, Any]:
+    return {
+        "step": a.step,
+        "seq": a.seq,
+        "type": a.type,
+        "request": packer.pack(a.request),
+        "request_hash": a.request_hash,
+        "status": a.status,
+        "response": packer.pack(blob_load(a.response)),
+        "error": a.error,
+        "duration_ms": a.duration_ms,
+        "attempt": a.attempt,
+    }
+
+
+def _export_event(e: RunEvent) -> dict[str, Any]:
+    return {
+        "kind": e.kind,
+        "from_status": e.from_status,
+        "to_status": e.to_status,
+        "step": e.step,
+        "message": e.message,
+        "detail": e.detail,
+        "actor": e.actor,
+        "created_at": _iso(e.created_at),
+    }
 
 
 def _artifacts(activities: list[Activity]) -> dict[str, str]:
@@ -452,9 +458,30 @@ def _write_rows(
         },
     )
     Run.objects.filter(pk=run.pk).update(created_at=checked.dates["created_at"])
+    _write_steps(run, bundle["steps"], checked)
+    _write_activities(run, bundle["activities"], checked, written=written)
+    _write_events(run, bundle["events"])
+    RunEvent.objects.create(
+        run=run,
+        kind="imported",
+        actor=importer,
+        message=f"imported from a trace bundle by {importer or 'a command-line user'}",
+        detail={
+            "sha256": bundle["sha256"],
+            "exported_at": bundle["exported_at"],
+            "format_version": bundle["format_version"],
+            "role": role,
+            "graph_version": graph.version,
+        },
+    )
+    return run
+
+
+def _write_steps(run: Run, steps: list[dict[str, Any]], checked: _Checked) -> None:
+    """The steps as the checkpointer stores them: snapshots (the first, every SNAPSHOT_EVERY) and deltas."""
     rows = []
     before = checked.input
-    for i, (s, state, output) in enumerate(zip(bundle["steps"], checked.states, checked.outputs, strict=True)):
+    for i, (s, state, output) in enumerate(zip(steps, checked.states, checked.outputs, strict=True)):
         size = len(canonical_json(state).encode())
         ops = None if s["index"] % SNAPSHOT_EVERY == 0 or i == 0 else delta.encode(before, state, state_size=size)
         rows.append(
@@ -478,6 +505,9 @@ def _write_rows(
         )
         before = state
     Step.objects.bulk_create(rows)
+
+
+def _write_activities(run: Run, activities: list[dict[str, Any]], checked: _Checked, *, written: list[str]) -> None:
     Activity.objects.bulk_create(
         [
             Activity(
@@ -493,9 +523,12 @@ def _write_rows(
                 duration_ms=a["duration_ms"],
                 attempt=a["attempt"],
             )
-            for a, request, response in zip(bundle["activities"], checked.requests, checked.responses, strict=True)
+            for a, request, response in zip(activities, checked.requests, checked.responses, strict=True)
         ]
     )
+
+
+def _write_events(run: Run, events: list[dict[str, Any]]) -> None:
     RunEvent.objects.bulk_create(
         [
             RunEvent(
@@ -508,20 +541,6 @@ def _write_rows(
                 detail=e["detail"],
                 actor=e["actor"],
             )
-            for e in bundle["events"]
+            for e in events
         ]
     )
-    RunEvent.objects.create(
-        run=run,
-        kind="imported",
-        actor=importer,
-        message=f"imported from a trace bundle by {importer or 'a command-line user'}",
-        detail={
-            "sha256": bundle["sha256"],
-            "exported_at": bundle["exported_at"],
-            "format_version": bundle["format_version"],
-            "role": role,
-            "graph_version": graph.version,
-        },
-    )
-    return run

@@ -40,9 +40,11 @@ class StepCheckOut(Schema):
 
 class VerifyOut(Schema):
     trace_id: str
-    ok: bool
+    kind: Literal["run", "child", "branch"]
+    ok: bool = Field(description="every step matched, in this run and in every run it started")
     steps: list[StepCheckOut]
     first_divergence: StepCheckOut | None
+    spawned: list[VerifyOut] = Field(description="the reports of its branches and child runs")
 
 
 class ComparePairOut(Schema):
@@ -59,6 +61,18 @@ class CompareOut(Schema):
     match_percent: float
     first_divergence: ComparePairOut | None
     pairs: list[ComparePairOut]
+    spawned: list[SpawnedPairOut] = Field(description="their branches and child runs, paired by place")
+
+
+class SpawnedPairOut(Schema):
+    place: str = Field(description='e.g. "fan-out 1, branch 2 (summarize)" or "child 1 (incident-healing)"')
+    left: str | None
+    right: str | None
+    report: CompareOut | None = Field(description="null when only one side has a run at this place")
+
+
+CompareOut.model_rebuild()  # the two refer to each other
+VerifyOut.model_rebuild()
 
 
 class CompareQuery(Schema):

@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from runs.diffing import pairs as state_diff
+from runs.engine.composition import FanOut
 from runs.engine.errors import CMOError, NotJSONError
 from runs.engine.graph import END, NODES
 from runs.engine.hashing import json_hash, normalize_text
@@ -20,12 +21,13 @@ from runs.engine.reexecute import Replayed, reexecute
 from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.engine.stores import ActivityRecord, RunSnapshot
 from runs.engine.validation import route
-from runs.models import Activity, Graph, Run, Step
+from runs.models import Activity, Graph, Run, RunEvent, Step
 from runs.selectors import activity_view
 from runs.services.events import run_event_add
 from runs.services.graphs import GraphNotRunnable, graph_run_refusal
 from runs.services.run_store import activity_record, run_snapshot, step_state, step_states
 from runs.services.runs import actor_name, run_create
+from runs.services.spawn import branches_create
 
 
 class ReplayError(CMOError, ValueError):
@@ -101,6 +103,9 @@ class VerifyReport:
     ok: bool
     steps: list[StepCheck]
     first_divergence: StepCheck | None
+    # The reports of the runs it started (its branches and children), verified the same way.
+    spawned: list[VerifyReport] = field(default_factory=list)
+    kind: str = "run"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,11 +126,14 @@ def run_verify(*, run: Run) -> VerifyReport:
 
     Stops at the first divergence and names its cause: the node's code changed,
     it asked for a different (or a new) activity, it is non-deterministic (two
-    re-executions disagree), or it produced a different state.
+    re-executions disagree), it produced a different state, or it fanned out to
+    different branches. The runs it started (branches, children) are verified too,
+    each in its own report under ``spawned``; the whole is ok only if every one is.
     """
     states = step_states(run_id=run.pk)
     grouped = _activities_by_step(run)
     snapshot = _snapshot(run)
+    sent = _sent_branches(run)
     checks: list[StepCheck] = []
     first: StepCheck | None = None
     previous_state: Any = run.input
@@ -133,16 +141,42 @@ def run_verify(*, run: Run) -> VerifyReport:
         if first is not None:
             checks.append(StepCheck(step.index, step.node, "unchecked"))
             continue
-        check = _verify_step(run, snapshot, step, previous_state, grouped.get(step.index, {}))
+        check = _verify_step(run, snapshot, step, previous_state, grouped.get(step.index, {}), sent.get(step.index))
         checks.append(check)
         if check.status == "mismatch":
             first = check
         previous_state = states[step.index]
-    return VerifyReport(trace_id=run.trace_id, ok=first is None, steps=checks, first_divergence=first)
+    spawned = [run_verify(run=r) for r in Run.objects.filter(spawned_by=run).order_by("spawn_step", "spawn_seq")]
+    return VerifyReport(
+        trace_id=run.trace_id,
+        ok=first is None and all(r.ok for r in spawned),
+        steps=checks,
+        first_divergence=first,
+        spawned=spawned,
+        kind=run.kind,
+    )
+
+
+def _sent_branches(run: Run) -> dict[int, list[tuple[str, str]]]:
+    """For each step of ``run`` that fanned out by Sends: its branches' (start node, input hash), in order."""
+    dynamic = set(
+        RunEvent.objects.filter(run=run, kind="fanout", detail__dynamic=True).values_list("step", flat=True)
+    )
+    sent: dict[int, list[tuple[str, str]]] = {step: [] for step in dynamic if step is not None}
+    branches = Run.objects.filter(spawned_by=run, kind=Run.KIND_BRANCH, spawn_step__in=list(sent))
+    for b in branches.order_by("spawn_step", "spawn_seq").only("spawn_step", "context", "node", "input"):
+        assert b.spawn_step is not None
+        sent[b.spawn_step].append((str(b.context.get("start") or b.node), json_hash(b.input)))
+    return sent
 
 
 def _verify_step(
-    run: Run, snapshot: RunSnapshot, step: Step, input_state: Any, records: dict[int, ActivityRecord]
+    run: Run,
+    snapshot: RunSnapshot,
+    step: Step,
+    input_state: Any,
+    records: dict[int, ActivityRecord],
+    sent: list[tuple[str, str]] | None = None,
 ) -> StepCheck:
     spec = NODES.get(step.node)
     if spec is None:
@@ -171,9 +205,31 @@ def _verify_step(
             {"message": "the state before this step does not hash to the recorded input hash"},
         )
     first = reexecute(spec, snapshot=snapshot, step=step, input_state=input_state, records=records)
-    if _matches(step, first, records):
+    if _matches(step, first, records) and (step.error or first.sends == sent):
         return StepCheck(step.index, step.node, "match")
+    if _matches(step, first, records):
+        return _fanout_changed(step, first.sends, sent, code)
     return _explain(run, snapshot, step, input_state, records, first, code)
+
+
+def _fanout_changed(
+    step: Step, replayed: list[tuple[str, str]] | None, recorded: list[tuple[str, str]] | None, code: dict[str, Any]
+) -> StepCheck:
+    def described(sends: list[tuple[str, str]] | None) -> str:
+        if sends is None:
+            return "no branches"
+        return f"{len(sends)} branches ({', '.join(sorted({n for n, _ in sends})) or 'none'})"
+
+    detail: dict[str, Any] = {
+        "message": f"the node now sends {described(replayed)}; the run sent {described(recorded)}"
+        + ("" if replayed is None or recorded is None or len(replayed) != len(recorded) else
+           ": the same nodes, different inputs"),
+        "recorded_sends": [list(s) for s in recorded or []],
+        "replayed_sends": [list(s) for s in replayed or []],
+    }
+    if code:
+        detail["code_changed"] = code
+    return StepCheck(step.index, step.node, "mismatch", "fanout_changed", detail)
 
 
 def _matches(step: Step, replayed: Replayed, records: dict[int, ActivityRecord]) -> bool:
@@ -245,9 +301,19 @@ class CompareReport:
     match_percent: float
     first_divergence: ComparePair | None
     pairs: list[ComparePair]
+    # The runs each started, paired by their place (runs.engine.composition): each pair compared the same way.
+    spawned: list[SpawnedPair] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class SpawnedPair:
+    place: str  # e.g. "fan-out 1, branch 2 (summarize)" or "child 1 (incident-healing)"
+    left: str | None
+    right: str | None
+    report: CompareReport | None = None
 
 
 def _history(run: Run) -> list[tuple[int, str, str, Any]]:
@@ -293,7 +359,34 @@ def run_compare(*, left: Run, right: Run) -> CompareReport:
         match_percent=round(100.0 * matched / total, 2),
         first_divergence=first,
         pairs=pairs,
+        spawned=_compare_spawned(left, right),
     )
+
+
+def _places(run: Run) -> dict[str, Run]:
+    """The runs ``run`` started, keyed by their place: the n-th fan-out's branch k (and its start node), or the
+    n-th child (and its graph). Steps may be numbered differently in two runs; places are not."""
+    places: dict[str, Run] = {}
+    fanouts: dict[int | None, int] = {}
+    children = 0
+    for r in Run.objects.filter(spawned_by=run).select_related("graph").order_by("spawn_step", "spawn_seq"):
+        if r.kind == Run.KIND_BRANCH:
+            n = fanouts.setdefault(r.spawn_step, len(fanouts) + 1)
+            places[f"fan-out {n}, branch {r.spawn_seq} ({r.context.get('start') or r.node})"] = r
+        else:
+            children += 1
+            places[f"child {children} ({r.graph.name})"] = r
+    return places
+
+
+def _compare_spawned(left: Run, right: Run) -> list[SpawnedPair]:
+    a, b = _places(left), _places(right)
+    out = []
+    for place in list(a) + [p for p in b if p not in a]:
+        l_run, r_run = a.get(place), b.get(place)
+        report = run_compare(left=l_run, right=r_run) if l_run is not None and r_run is not None else None
+        out.append(SpawnedPair(place, l_run.trace_id if l_run else None, r_run.trace_id if r_run else None, report))
+    return out
 
 
 def _pair(a: tuple[int, str, str, Any], b: tuple[int, str, str, Any]) -> ComparePair:
@@ -309,6 +402,19 @@ def _step_owner(run: Run, index: int) -> Run:
     while run.parent_id is not None and run.parent_step is not None and index <= run.parent_step:
         run = Run.objects.get(pk=run.parent_id)
     return run
+
+
+def _recorded_fanout(run: Run, step: int, state: Any) -> FanOut | None:
+    """The fan-out step ``step`` of ``run`` did, to do again in a fork: the same branches, in order, each with its
+    recorded input (a Send's) or, from edges, the fork's state; None if the step did not fan out."""
+    event = RunEvent.objects.filter(run=run, kind="fanout", step=step).first()
+    if event is None:
+        return None
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    dynamic = bool(detail.get("dynamic"))
+    rows = Run.objects.filter(spawned_by=run, kind=Run.KIND_BRANCH, spawn_step=step).order_by("spawn_seq")
+    branches = [(str(b.context.get("start") or b.node), b.input if dynamic else state) for b in rows]
+    return FanOut(join=str(detail["join"]), branches=branches, limit=detail.get("limit"), dynamic=dynamic)
 
 
 def run_fork(
@@ -353,12 +459,14 @@ def run_fork(
         refuse_secrets(state, text, what="the forked state")
     except (NotJSONError, SecretInState) as exc:
         raise ReplayError(str(exc)) from None
+    fanout = _recorded_fanout(owner, step, state)
     try:
-        next_node = route(graph.definition, step_row.node, step_row.edge)
+        next_node = fanout.join if fanout is not None else route(graph.definition, step_row.node, step_row.edge)
     except ValueError as exc:
         raise ReplayError(f"cannot continue after step {step} on version {graph.version}: {exc}") from None
-    if next_node == END:
-        raise ReplayError(f"step {step} ended the run; there is nothing to continue")
+    if next_node == END or (run.until_node and next_node == run.until_node):
+        ended = "the branch (its join is next)" if next_node != END else "the run"
+        raise ReplayError(f"step {step} ended {ended}; there is nothing to continue")
     if next_node not in {n["name"] for n in graph.definition["nodes"]}:
         raise ReplayError(f"node {next_node!r} is not in version {graph.version}")
     actor = actor_name(user)
@@ -376,7 +484,11 @@ def run_fork(
             history={"forked_from": run.trace_id},
             message=f"forked from {run.trace_id} at step {step} by {actor or 'an anonymous caller'}",
             detail={"parent": run.trace_id, "parent_step": step, "version": graph.version, "role": role},
+            # A fork of a branch ends where the branch would have: before its join.
+            spawn={"until_node": run.until_node} if run.until_node else None,
         )
+        if fanout is not None:  # forked at a fan-out: the fork runs the same branches anew, then joins
+            branches_create(parent_id=child.pk, step=step, fanout=fanout)
         run_event_add(
             run_id=run.pk,
             kind="forked",

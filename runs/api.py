@@ -31,6 +31,7 @@ from runs import metrics, selectors
 from runs.models import Activity, Graph, Run, Specialist
 from runs.services.graphs import graph_create_from_json, graph_resolve
 from runs.services.runs import run_abort, run_start
+from runs.services.signals import signal_send
 from runs.specialists.registry import (
     RegistryCaller,
     specialist_heartbeat,
@@ -44,6 +45,7 @@ Index = Annotated[int, Field(ge=0, le=MAX_INT)]
 Version = Annotated[int, Field(ge=1, le=MAX_INT)]
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 RunStatus = Literal["PENDING", "RUNNING", "WAITING", "COMPLETED", "FAILED", "TIMED_OUT", "ABORTED"]
+RunKind = Literal["run", "child", "branch"]
 
 
 # -- graphs ----------------------------------------------------------------------------------
@@ -218,8 +220,12 @@ class RunOut(Schema):
     seed: int
     created_by: str = Field(description="who started, forked or imported the run")
     role: str = Field(description="the role the run executes with: its creator's at creation, never more")
-    parent_trace_id: str | None
+    parent_trace_id: str | None = Field(description="the run this one was forked from")
     parent_step: int | None
+    kind: RunKind = Field(description="run; child (started by a run's start_run); branch (of a run's fan-out)")
+    spawned_by: str | None = Field(description="the trace id of the run that started this child or branch")
+    spawn_step: int | None = Field(description="the step of spawned_by that started it")
+    spawned: int = Field(description="how many children and branches this run started")
     pinned: bool
     abort_requested: bool = Field(description="a worker holds the run; it stops at the next step or activity")
     created_at: dt.datetime
@@ -238,6 +244,8 @@ class RunSummaryOut(Schema):
     node: str | None
     step_index: int
     parent_step: int | None
+    kind: RunKind
+    spawned_by: str | None
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -250,6 +258,10 @@ class RunListQuery(Schema):
     since: UtcDatetime | None = Field(None, description="created at or after")
     until: UtcDatetime | None = Field(None, description="created before")
     trace: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{1,32}$")] | None = Field(None, description="trace id prefix")
+    spawned_by: TraceId | None = Field(None, description="only the children and branches this run started")
+    kind: RunKind | None = Field(
+        None, description="only runs of this kind (default: runs and child runs; branches with kind or spawned_by)"
+    )
     sort: Literal["-created", "created"] = "-created"
     cursor: Annotated[str, Field(pattern=r"^-?[0-9]{1,20}~[0-9]{1,20}$")] | None = Field(
         None, description="next_cursor of the previous page"
@@ -273,13 +285,17 @@ def run_out(run: Run) -> dict[str, Any]:
         "role": run.context.get("role", ""),
         "parent_trace_id": run.parent.trace_id if run.parent else None,
         "parent_step": run.parent_step,
+        "kind": run.kind,
+        "spawned_by": run.spawned_by.trace_id if run.spawned_by else None,
+        "spawn_step": run.spawn_step,
+        "spawned": run.spawned.count(),
         "pinned": run.pinned,
         "abort_requested": run.abort_requested,
     }
 
 
 def run_or_404(trace_id: str) -> Run:
-    return get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
+    return get_object_or_404(Run.objects.select_related("graph", "parent", "spawned_by"), trace_id=trace_id)
 
 
 @router.post(
@@ -352,6 +368,8 @@ def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]
         since=query.since,
         until=query.until,
         trace=query.trace or "",
+        spawned_by=query.spawned_by or "",
+        kind=query.kind or "",
     )
     if query.cursor and selectors.decode_cursor(query.cursor) is None:
         raise ApiError(
@@ -359,13 +377,22 @@ def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]
         )
     page = selectors.run_list(filters=filters, sort=query.sort, cursor=query.cursor or "", limit=query.limit)
     return {
-        "runs": [{**_summary_fields(r), "graph": r.graph.name, "version": r.graph.version} for r in page.runs],
+        "runs": [
+            {
+                **_summary_fields(r),
+                "graph": r.graph.name,
+                "version": r.graph.version,
+                "spawned_by": r.spawned_by_trace,  # type: ignore[attr-defined]
+            }
+            for r in page.runs
+        ],
         "next_cursor": page.next_cursor,
     }
 
 
 def _summary_fields(run: Run) -> dict[str, Any]:
-    fields = ("trace_id", "status", "node", "step_index", "parent_step", "created_at", "started_at", "finished_at")
+    fields = ("trace_id", "status", "node", "step_index", "parent_step", "kind", "created_at", "started_at",
+              "finished_at")
     return {f: getattr(run, f) for f in fields}
 
 
@@ -384,6 +411,44 @@ def run_abort_endpoint(request: HttpRequest, trace_id: TraceId) -> dict[str, Any
     principal = caller(request)
     run_abort(run=run_or_404(trace_id), actor=principal.username)
     return run_out(run_or_404(trace_id))
+
+
+class SignalIn(StrictIn):
+    payload: Any = Field(None, description="any JSON; checked against the schema the waiting node declared, if any")
+
+
+class SignalOut(Schema):
+    trace_id: str
+    name: str
+    signal_id: int
+    delivered: bool = Field(description="false: the run is not waiting for it yet; it is kept and delivered then")
+    sent_by: str
+    sent_at: dt.datetime
+
+
+@router.post(
+    "/runs/{trace_id}/signals/{name}",
+    response={202: SignalOut, **errors(400, 403, 404, 409, 413, 415, 422)},
+    tags=["runs"],
+    auth=requires(OPERATE),
+)
+def run_signal_endpoint(request: HttpRequest, trace_id: TraceId, name: Name, body: SignalIn) -> Status[dict[str, Any]]:
+    """Send signal ``name`` to a run's ``ctx.activities.wait_for_signal(name)``: delivered now if it waits, else
+    kept until it does. 409 if the run has ended; 422 if the payload does not match the node's schema."""
+    principal = caller(request)
+    run = run_or_404(trace_id)
+    signal = signal_send(run=run, name=name, payload=body.payload, actor=principal.username)
+    return Status(
+        202,
+        {
+            "trace_id": run.trace_id,
+            "name": name,
+            "signal_id": signal.pk,
+            "delivered": signal.delivered_at is not None,
+            "sent_by": signal.sent_by,
+            "sent_at": signal.sent_at,
+        },
+    )
 
 
 class ActivityOut(Schema):

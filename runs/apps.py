@@ -14,7 +14,11 @@ class RunsConfig(AppConfig):
         """Plug the runs app's activities into the engine, then import the configured graph modules so their
         nodes and specialists register."""
         from runs import activities
+        from runs.scheduler import register_sweep_task
+        from runs.services import events, spawn
 
         activities.register()
+        events.on_run_ended(spawn.run_ended)
+        register_sweep_task("spawned_settled", spawn.sweep)
         for module in settings.CMO_GRAPH_MODULES:
             importlib.import_module(module)

@@ -94,6 +94,32 @@ class Run(models.Model):
 
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
     parent_step = models.PositiveIntegerField(null=True, blank=True)
+
+    # Composition: a run another run started (``kind`` child: ctx.activities.start_run) or a branch of its
+    # fan-out (``kind`` branch), at its step ``spawn_step`` (and activity ``spawn_seq``, or branch number).
+    KIND_RUN = "run"
+    KIND_CHILD = "child"
+    KIND_BRANCH = "branch"
+    kind = models.CharField(
+        max_length=8,
+        choices=[(KIND_RUN, "run"), (KIND_CHILD, "child run"), (KIND_BRANCH, "branch")],
+        default=KIND_RUN,
+    )
+    spawned_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="spawned",
+        help_text="the run that started it (its branches and children go when it goes)",
+    )
+    spawn_step = models.PositiveIntegerField(null=True, blank=True)
+    spawn_seq = models.PositiveIntegerField(null=True, blank=True, help_text="the activity (child) or branch number")
+    until_node = models.CharField(
+        max_length=100, blank=True, help_text="a branch ends when its next node is this one (its join)"
+    )
+    held = models.BooleanField(default=False, help_text="a branch over its fan-out's limit: not runnable yet")
+    detached = models.BooleanField(default=False, help_text="a child run that outlives an abort of its parent")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     pinned = models.BooleanField(default=False, help_text="kept by the retention policy whatever its age")
 
@@ -110,6 +136,15 @@ class Run(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="run_status_lease_idx"),
             models.Index(fields=["status", "queued_at"], name="run_status_queued_idx"),
             models.Index(fields=["finished_at"], name="run_finished_idx"),  # metrics and retention
+            models.Index(fields=["spawned_by", "spawn_step"], name="run_spawned_idx"),
+        ]
+        constraints = [
+            # A retried or replayed start never makes a second child (or branch) for one place.
+            models.UniqueConstraint(
+                fields=["spawned_by", "spawn_step", "spawn_seq"],
+                condition=models.Q(spawned_by__isnull=False),
+                name="run_spawn_place_unique",
+            )
         ]
         ordering = ["-created_at", "-id"]
 
@@ -172,7 +207,11 @@ class Activity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "step", "seq"], name="activity_run_step_seq_unique")]
-        indexes = [models.Index(fields=["created_at"], name="activity_created_idx")]  # metrics by day
+        indexes = [
+            models.Index(fields=["created_at"], name="activity_created_idx"),  # metrics by day
+            # The waits the scheduler settles (joins, child runs, signals) are found without a scan.
+            models.Index(fields=["type"], condition=models.Q(status="pending"), name="activity_pending_idx"),
+        ]
         ordering = ["run", "step", "seq"]
         verbose_name_plural = "activities"
 
@@ -290,3 +329,41 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor or '-'} {self.action} {self.target}"
+
+
+class Timer(models.Model):
+    """A durable timer: the pending activity (run, step, seq) of ``ctx.activities.sleep`` is answered at ``due_at``
+    by the scheduler's timer loop (runs.scheduler)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="timers")
+    step = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step", "seq"], name="timer_run_step_seq_unique")]
+        indexes = [models.Index(fields=["due_at"], condition=models.Q(fired_at__isnull=True), name="timer_due_idx")]
+        ordering = ["due_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.step}.{self.seq} at {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Signal(models.Model):
+    """A signal sent to a run from outside (API, page, command): delivered to its ``wait_for_signal(name)`` now or,
+    if the run is not waiting for it yet, kept until it is."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="signals")
+    name = models.CharField(max_length=100)
+    payload = ReadableJSONField(null=True, blank=True)
+    sent_by = models.CharField(max_length=200, blank=True)
+    sent_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "name", "delivered_at"], name="signal_run_name_idx")]
+        ordering = ["sent_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.name}"

@@ -74,10 +74,13 @@ def retention_candidates(*, now: dt.datetime, keep_days: int, keep_failed_days: 
         expired |= Q(status__in=FAILED_STATUSES, ended__lt=now - dt.timedelta(days=keep_failed_days))
     runs = Run.objects.annotate(ended=Coalesce("finished_at", "updated_at")).filter(expired, pinned=False)
     doomed = set(runs.values_list("pk", flat=True))
-    # A parent stays while any fork of it stays, transitively.
+    # A parent stays while any fork of it stays, and a run while any run it spawned (a child, a branch)
+    # stays, transitively.
     while doomed:
         kept_children_parents = set(
             Run.objects.filter(parent_id__in=doomed).exclude(pk__in=doomed).values_list("parent_id", flat=True)
+        ) | set(
+            Run.objects.filter(spawned_by_id__in=doomed).exclude(pk__in=doomed).values_list("spawned_by_id", flat=True)
         )
         if not kept_children_parents:
             break

@@ -18,10 +18,12 @@ from django.utils import timezone
 from cmo_site.shared.live import wake_now
 from runs.engine import statemachine as sm
 from runs.engine.errors import InvalidTransition
-from runs.models import Run, WorkerStatus
+from runs.engine.stores import ACTIVITY_PENDING
+from runs.models import Activity, Run, Timer, WorkerStatus
 from runs.retention import retention_apply
 from runs.services.events import run_transition
 from runs.services.leases import runnable
+from runs.services.signals import NoPendingActivity, activity_answer
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +158,12 @@ class SchedulerLoop:
         self.backoff = 0.0
 
     def run(self, stop: threading.Event) -> None:
+        """Sweep until ``stop``; durable timers fire meanwhile on a thread of their own (TimerLoop)."""
+        timers = threading.Thread(target=TimerLoop().run, args=(stop,), name="cmo-timers", daemon=True)
+        timers.start()
         while not stop.wait(self.tick()):
             pass
+        timers.join(timeout=5)
 
     def tick(self) -> float:
         """One round; the seconds to wait before the next."""
@@ -198,3 +204,65 @@ class SchedulerLoop:
         except Exception:
             log.exception("retention failed; it is tried again at the next interval")
         return None
+
+
+# -- durable timers -------------------------------------------------------------------------------
+
+# The timer loop looks for due timers this often: a sleeping run wakes within a second of its time.
+TIMER_POLL_SECONDS = 0.25
+# A due timer whose wait is still unrecorded this long after is marked fired: its step, when it runs
+# again, finds the timer due and goes on at once (runs.activities.timers), so nothing waits on the mark.
+TIMER_RECORD_GRACE_SECONDS = 60
+
+
+def timers_fire(*, now: dt.datetime | None = None, batch: int = 500) -> int:
+    """Answer the pending activities of the timers that are due (runs.activities.timers); how many fired.
+
+    Safe with several schedulers: an activity is answered once, and a timer whose activity is no longer
+    pending (another scheduler fired it, the run was aborted) is just marked fired; one whose wait is
+    not recorded yet (the worker is between arming it and suspending) is left for a later round.
+    """
+    now = now or timezone.now()
+    fired = 0
+    due = Timer.objects.filter(fired_at__isnull=True, due_at__lte=now).order_by("due_at", "id")
+    for timer in due[:batch]:
+        activity = (
+            Activity.objects.filter(run_id=timer.run_id, step=timer.step, seq=timer.seq).select_related("run").first()
+        )
+        if activity is None:
+            recent = timer.due_at > now - dt.timedelta(seconds=TIMER_RECORD_GRACE_SECONDS)
+            if recent and Run.objects.filter(pk=timer.run_id, status__in=sm.ACTIVE).exists():
+                continue  # armed, its wait not recorded yet: fired at a later round
+        elif activity.status == ACTIVITY_PENDING and activity.run.status in sm.ACTIVE:
+            try:
+                activity_answer(
+                    activity=activity,
+                    response={"due_at": timer.due_at.isoformat(), "woke_at": now.isoformat()},
+                    actor="timer",
+                )
+                fired += 1
+            except NoPendingActivity:
+                pass
+        Timer.objects.filter(pk=timer.pk).update(fired_at=now)
+    return fired
+
+
+class TimerLoop:
+    """Fire due timers every TIMER_POLL_SECONDS until ``stop``; a lost database waits as the sweeps do."""
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.0
+        while not stop.wait(backoff or TIMER_POLL_SECONDS):
+            try:
+                close_old_connections()
+                timers_fire()
+                backoff = 0.0
+            except _DATABASE_LOST as exc:
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS) if backoff else BACKOFF_FIRST_SECONDS
+                log.warning("timers lost the database (%s); reconnecting in %.0f s", _one_line(exc), backoff)
+                _discard_broken_connections()
+            except Exception:
+                backoff = BACKOFF_FIRST_SECONDS
+                log.exception("firing timers failed; trying again in %.0f s", backoff)
+            finally:
+                connection.close()

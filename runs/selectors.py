@@ -34,6 +34,8 @@ class RunFilters:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     trace: str = ""
+    spawned_by: str = ""  # a trace id: only the runs it started (its children and branches)
+    kind: str = ""  # run, child or branch; "" is runs and children (a run's branches are listed under it)
 
 
 @dataclass
@@ -58,6 +60,12 @@ def _filtered_runs(filters: RunFilters, *, with_status: bool = True) -> QuerySet
         qs = qs.filter(created_at__lt=filters.until)
     if filters.trace:
         qs = qs.filter(trace_id__startswith=filters.trace.lower())
+    if filters.spawned_by:
+        qs = qs.filter(spawned_by__trace_id=filters.spawned_by.lower())
+    if filters.kind:
+        qs = qs.filter(kind=filters.kind)
+    elif not filters.spawned_by:
+        qs = qs.exclude(kind="branch")
     return qs
 
 
@@ -88,7 +96,12 @@ def run_list(*, filters: RunFilters, sort: str = "-created", cursor: str = "", l
     ``run_graph_created_idx`` serve the first page and each filtered page.
     """
     sort = sort if sort in RUN_SORTS else "-created"
-    qs = _filtered_runs(filters).select_related("graph").order_by(*RUN_SORTS[sort])
+    qs = (
+        _filtered_runs(filters)
+        .select_related("graph")
+        .annotate(spawned_by_trace=F("spawned_by__trace_id"))
+        .order_by(*RUN_SORTS[sort])
+    )
     position = decode_cursor(cursor) if cursor else None
     if position is not None:
         when, pk = position
@@ -96,7 +109,7 @@ def run_list(*, filters: RunFilters, sort: str = "-created", cursor: str = "", l
             qs = qs.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
         else:
             qs = qs.filter(Q(created_at__gt=when) | Q(created_at=when, id__gt=pk))
-    rows = list(
+    rows: list[Run] = list(
         qs.defer("input", "state", "context", "error", "wait_reason", "graph__definition", "graph__node_hashes")[
             : limit + 1
         ]

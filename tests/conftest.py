@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 
 import tests.graphs  # registers the test nodes and graphs
+import tests.graphs_composition
 import tests.graphs_holes  # registers the graphs of the review's regression tests
 import tests.graphs_replay  # noqa: F401 - registers the replay test graphs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from runs.engine.executor import Executor, Outcome
@@ -29,3 +30,27 @@ def start_and_execute(graph: str, data: Any = None, **kwargs: Any) -> Run:
     execute(run, **kwargs)
     run.refresh_from_db()
     return run
+
+
+def drain(
+    *, owner: str = OWNER, rounds: int = 10_000, before: Callable[[int], None] | None = None, **executor_kwargs: Any
+) -> int:
+    """Execute every runnable run (branches, children, resumed parents) in this process until none is left,
+    as workers would (``before(run_id)`` is called as each slice starts); returns how many slices ran."""
+    from runs.services.leases import run_claim_next
+
+    executor_kwargs.setdefault("policy", NO_POLICY)
+    executor = Executor(DjangoCheckpointer(owner=owner), sleep=lambda s: None, **executor_kwargs)
+    slices = 0
+    try:
+        for _ in range(rounds):
+            run_id = run_claim_next(owner=owner)
+            if run_id is None:
+                return slices
+            if before is not None:
+                before(run_id)
+            executor.run(run_id)
+            slices += 1
+    finally:
+        executor.close()
+    raise AssertionError(f"still runnable runs after {rounds} slices")

@@ -1,5 +1,6 @@
 """The activity kinds the runs app plugs into the engine (runs.engine.plugins): artifacts, read-only SQL,
-MCP tool calls and messages to specialists. Registered by RunsConfig.ready()."""
+MCP tool calls, messages to specialists, child runs, branch joins, durable timers and signals.
+Registered by RunsConfig.ready()."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from runs.engine.plugins import PLUGINS
 
 
 def register() -> None:
-    from runs.activities import artifacts, db_query, mcp, specialists
+    from runs.activities import artifacts, branches, children, db_query, mcp, signals, specialists, timers
 
-    for module in (artifacts, db_query, mcp, specialists):
+    for module in (artifacts, db_query, mcp, specialists, children, branches, timers, signals):
         for kind in module.KINDS:
             PLUGINS.register_activity(kind)

@@ -26,6 +26,7 @@ from typing import Any
 from runs.engine import http as http_effect
 from runs.engine import observability as obs
 from runs.engine.boundary import activity_region
+from runs.engine.composition import Send
 from runs.engine.errors import (
     ActivityError,
     Cancelled,
@@ -58,6 +59,9 @@ class NodeResult:
     state: Any
     edge: str | None = None
     output: Any = None
+    # A dynamic fan-out (runs.engine.composition): one branch per Send, at most ``limit`` at once.
+    send: list[Send] | None = None
+    limit: int | None = None
 
 
 
@@ -75,7 +79,7 @@ def _sent_size(request: Any, redacted_size: int) -> int:
 
 
 # The activities the engine itself provides; apps register the others (runs.engine.plugins).
-ENGINE_ACTIVITIES = ("now", "rand", "randint", "uuid4", "http", "wait_for_signal")
+ENGINE_ACTIVITIES = ("now", "rand", "randint", "uuid4", "http")
 
 
 class Activities:
@@ -158,7 +162,7 @@ class Activities:
                 raise
         started = time.perf_counter()
         reason = f"waiting for {kind} #{seq} of step {self._ctx.step}"
-        after_record: Callable[[], None] | None = None
+        after_record: Callable[[], object] | None = None
         record = ActivityRecord(
             step=self._ctx.step,
             seq=seq,
@@ -291,18 +295,6 @@ class Activities:
             )
         )
 
-    def wait_for_signal(self, name: str) -> Any:
-        """Suspend the run until a signal ``name`` arrives (``runs.services.signals.run_signal``).
-
-        No worker is held while waiting; the step re-executes when the answer
-        is recorded, and this call then returns the signal's payload.
-        """
-
-        def suspend() -> None:
-            raise Suspend(f"waiting for signal {name!r}")
-
-        return self.call("signal", {"name": name}, suspend)
-
     def __getattr__(self, method: str) -> Callable[..., Any]:
         """An activity kind an app registered (runs.engine.plugins): ``ctx.activities.write_artifact(...)``."""
         kind = PLUGINS.activity(method)
@@ -348,8 +340,18 @@ class NodeContext:
         """Secret ``name`` from the worker's environment; not recorded, and refused in state (runs.engine.secrets)."""
         return secret_get(name)
 
-    def result(self, state: Any, edge: str | None = None, output: Any = None) -> NodeResult:
-        return NodeResult(state=state, edge=edge, output=output)
+    def result(
+        self,
+        state: Any,
+        edge: str | None = None,
+        output: Any = None,
+        *,
+        send: list[Send] | None = None,
+        limit: int | None = None,
+    ) -> NodeResult:
+        """What the step returns: the new state, the edge to follow, an output; or, with ``send``, branches to
+        fan out to (``Send(node, input)`` each, at most ``limit`` running at once), which meet at a join."""
+        return NodeResult(state=state, edge=edge, output=output, send=send, limit=limit)
 
     def fatal_error(self, error: EngineError) -> EngineError:
         """Remember an error the step must fail with even if the node catches it."""

@@ -113,7 +113,7 @@ class Suspend(EngineSignal):
     must be idempotent: a pending step that re-executes runs it again.
     """
 
-    def __init__(self, reason: str, after_record: Callable[[], None] | None = None):
+    def __init__(self, reason: str, after_record: Callable[[], object] | None = None):
         self.reason = reason
         self.after_record = after_record
         super().__init__(reason)

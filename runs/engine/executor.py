@@ -22,6 +22,7 @@ from runs.engine import determinism
 from runs.engine import observability as obs
 from runs.engine import statemachine as sm
 from runs.engine.boundary import NodeGuard
+from runs.engine.composition import MAX_FANOUT, CompositionError, FanOut, Send, fanout_join, targets
 from runs.engine.context import NodeContext, NodeResult
 from runs.engine.determinism import NondeterministicCall
 from runs.engine.errors import (
@@ -61,6 +62,7 @@ NON_RETRYABLE = (
     SecretMissing,
     SuspendSwallowed,
     RoutingError,
+    CompositionError,
 )
 # A backoff this short is slept in place; longer ones release the run to the scheduler.
 SLEEP_IN_PLACE_SECONDS = 2.0
@@ -205,7 +207,7 @@ class Executor:
             assert attempt.result is not None
             try:
                 record, next_node = self._record(snap, attempt, input_hash)
-            except (NotJSONError, SecretInState, RoutingError) as exc:
+            except (NotJSONError, SecretInState, RoutingError, CompositionError) as exc:
                 error = exc
         if error is not None:
             message = _describe(error, snap.node)
@@ -259,7 +261,10 @@ class Executor:
         )
         refuse_secrets(output, text, what=f"the output node {node!r} returned")
         edge = attempt.result.edge
-        target = route(snap.definition, node, edge)
+        fanout = _fanout(snap, attempt.result, state)
+        target = fanout.join if fanout is not None else route(snap.definition, node, edge)
+        if snap.until_node and target == snap.until_node:
+            target = END  # a branch ends where its join is: the run it belongs to goes on there
         record = StepRecord(
             index=snap.step_index,
             node=node,
@@ -273,6 +278,7 @@ class Executor:
             started_at=attempt.started_at,
             duration_ms=attempt.duration_ms,
             state_size=size,
+            fanout=fanout,
         )
         return record, (None if target == END else target)
 
@@ -361,6 +367,31 @@ def _node_def(snap: RunSnapshot, name: str) -> dict[str, Any]:
     return {}
 
 
+def _fanout(snap: RunSnapshot, result: NodeResult, state: Any) -> FanOut | None:
+    """The branches this step starts: a static fan-out (several edges for the label) or the node's Sends."""
+    assert snap.node is not None
+    if result.send is not None:  # a list, even empty: a fan-out of that many branches
+        if len(result.send) > MAX_FANOUT:
+            raise CompositionError(f"node {snap.node!r} sends {len(result.send)} branches; at most {MAX_FANOUT}")
+        nodes = {n["name"] for n in snap.definition["nodes"]}
+        branches = []
+        for i, send in enumerate(result.send):
+            if not isinstance(send, Send) or send.node not in nodes:
+                raise CompositionError(f"node {snap.node!r} sends branch {i} to {getattr(send, 'node', send)!r}, "
+                                       "which is not a node of the graph")
+            value, _, _, text = normalize_text(send.input, what=f"the input of branch {i}")
+            refuse_secrets(value, text, what=f"the input of branch {i}")
+            branches.append((send.node, value))
+        limit = result.limit if result.limit and result.limit > 0 else None
+        starts = sorted({b[0] for b in branches}) or [t for t in targets(snap.definition, snap.node, result.edge)
+                                                     if t != END]
+        return FanOut(join=fanout_join(snap.definition, starts), branches=branches, limit=limit, dynamic=True)
+    following = [t for t in targets(snap.definition, snap.node, result.edge) if t != END]
+    if len(following) < 2:
+        return None
+    return FanOut(join=fanout_join(snap.definition, following), branches=[(t, state) for t in following])
+
+
 # Errors whose own message is the step's error text.
 _KNOWN = (
     NotJSONError,
@@ -373,6 +404,7 @@ _KNOWN = (
     SecretInState,
     SuspendSwallowed,
     RoutingError,
+    CompositionError,
 )
 
 

@@ -141,6 +141,7 @@ class GraphSpec:
     max_steps: int = DEFAULT_MAX_STEPS
     run_timeout: float | None = None
     determinism: str = "warn"
+    joins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def definition(self, registry: NodeRegistry = NODES) -> dict[str, Any]:
         nodes = []
@@ -150,6 +151,8 @@ class GraphSpec:
             if spec is not None:
                 entry["timeout"] = spec.timeout
                 entry["retry"] = spec.retry.as_dict()
+            if name in self.joins:
+                entry["join"] = dict(self.joins[name])
             nodes.append(entry)
         definition: dict[str, Any] = {
             "name": self.name,
@@ -195,6 +198,7 @@ def graph(
     max_steps: int = DEFAULT_MAX_STEPS,
     run_timeout: float | None = None,
     determinism: str = "warn",
+    joins: dict[str, dict[str, Any]] | None = None,
     register: bool = True,
 ) -> GraphSpec:
     """Declare a graph from ``(source, target[, label])`` edges; ``END`` ends a run.
@@ -203,6 +207,9 @@ def graph(
     ``determinism`` says what a node's direct call to the clock or a random source does
     (:mod:`runs.engine.determinism`): ``"warn"`` (a run event per call site), ``"strict"``
     (the step fails, not retried) or ``"off"`` (not watched: CPU-heavy nodes run faster).
+    ``joins`` marks join nodes and their settings (runs.engine.composition): node name ->
+    ``{"mode": "all"|"any"|"first", "k": 2, "reducers": {"answers": "append"}, "errors": "fail"|"collect"}``.
+    Several edges with the same label (or unlabelled) from one node fan out to their targets at once.
     """
     edge_objs = [Edge(e[0], e[1], e[2] if len(e) > 2 else None) for e in edges]  # type: ignore[misc]
     if nodes is None:
@@ -222,6 +229,7 @@ def graph(
         max_steps=max_steps,
         run_timeout=run_timeout,
         determinism=determinism,
+        joins=dict(joins or {}),
     )
     if register:
         GRAPHS.register(spec)

@@ -6,9 +6,11 @@ import copy
 from typing import Any
 
 from runs.engine.boundary import NodeGuard, node_region
+from runs.engine.composition import CompositionError, Join, join_failure, join_of, merge
 from runs.engine.context import NodeContext, NodeResult
 from runs.engine.errors import SuspendSwallowed
 from runs.engine.graph import NodeSpec
+from runs.engine.plugins import PLUGINS
 
 
 def call_node(spec: NodeSpec, state: Any, ctx: NodeContext, guard: NodeGuard) -> NodeResult:
@@ -20,6 +22,9 @@ def call_node(spec: NodeSpec, state: Any, ctx: NodeContext, guard: NodeGuard) ->
     returns (or raises an ordinary exception) while one of its activities is pending caught the
     engine's Suspend signal: SuspendSwallowed. Engine signals themselves propagate.
     """
+    join = join_of(ctx.run.definition, ctx.node)
+    if join is not None:
+        state = _joined(ctx, state, join)
     fresh = copy.deepcopy(state)  # outside the region: the engine's copy is not the node's code
     try:
         with node_region(guard):
@@ -39,6 +44,23 @@ def call_node(spec: NodeSpec, state: Any, ctx: NodeContext, guard: NodeGuard) ->
     if ctx.activities.pending is not None:
         raise _swallowed(ctx, None)
     return out if isinstance(out, NodeResult) else NodeResult(state=out)
+
+
+def _joined(ctx: NodeContext, state: Any, join: Join) -> Any:
+    """A join node's input: its state merged with the results of the branches of the fan-out one step before.
+
+    The results come from the ``join`` activity (registered by the app that runs branches): recorded,
+    so a resumed step or a verification merges exactly the same; until they are all in, it suspends.
+    """
+    kind = PLUGINS.activity("join")
+    if kind is None:
+        raise CompositionError(f"join node {ctx.node!r}: no app in this process runs branches")
+    call = kind.build(ctx, ctx.activities._seq, **join.as_request(ctx.step - 1))
+    results = ctx.activities.call(kind.name, call.request, call.effect)
+    failure = join_failure(results, join)
+    if failure:
+        raise CompositionError(f"join node {ctx.node!r}: {failure}")
+    return merge(state, results, join)
 
 
 def _swallowed(ctx: NodeContext, error: BaseException | None) -> SuspendSwallowed:

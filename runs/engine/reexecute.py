@@ -57,6 +57,8 @@ class Replayed:
     error_kind: str = ""  # "", "non_determinism", "replay_miss", "not_json", "node_error"
     mismatch: dict[str, Any] = field(default_factory=dict)
     activities_used: int = 0
+    # A fan-out's branches: (node, hash of its input) per Send, in order; None when the step did not send.
+    sends: list[tuple[str, str]] | None = None
     # What the determinism detector found, e.g. "node 'triage' called time.time() (in ..., line 12): use ..."
     nondeterministic_calls: list[str] = field(default_factory=list)
 
@@ -89,6 +91,8 @@ def reexecute(
         out.state, out.state_hash, _ = normalize(result.state, what=f"node {step.node!r} returned a state that")
         out.output_hash = json_hash(normalize(result.output, what="output")[0])
         out.edge = result.edge
+        if result.send is not None:
+            out.sends = [(send.node, normalize(send.input, what="a branch input")[1]) for send in result.send]
     except NonDeterminismError as exc:
         out.error, out.error_kind = str(exc), "non_determinism"
         out.mismatch = {"seq": exc.seq, "recorded": exc.recorded, "requested": exc.requested}

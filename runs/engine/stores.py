@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runs.engine.composition import FanOut
+
 ACTIVITY_COMPLETED = "completed"
 ACTIVITY_FAILED = "failed"
 ACTIVITY_PENDING = "pending"
@@ -32,6 +34,8 @@ class RunSnapshot:
     deadline: dt.datetime | None
     max_steps: int
     context: dict[str, Any] = field(default_factory=dict)
+    # A branch of a fan-out ends when its next node is this one (its join); "" for other runs.
+    until_node: str = ""
     # Hash of ``state`` when known (the last step's state_hash), saving a serialization per step.
     state_hash: str | None = None
 
@@ -69,6 +73,8 @@ class StepRecord:
     duration_ms: float
     error: str = ""
     state_size: int = 0
+    # The branches this step fans out to, started in the same transaction as the step.
+    fanout: FanOut | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 
+from runs.engine.composition import BUILTIN_REDUCERS, MAX_FANOUT, CompositionError, fanout_join, known_reducer
 from runs.engine.determinism import MODES as DETERMINISM_MODES
 from runs.engine.errors import GraphValidationError, RoutingError
 from runs.engine.graph import DEFAULT_MAX_STEPS, END, NODES, NodeRegistry
@@ -36,6 +37,20 @@ DEFINITION_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "name": {"type": "string", "pattern": NAME_PATTERN},
                     "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    "join": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "mode": {"enum": ["all", "any", "first"]},
+                            "k": {"type": "integer", "minimum": 1, "maximum": MAX_FANOUT},
+                            "reducers": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 100},
+                            },
+                            "errors": {"enum": ["fail", "collect"]},
+                            "collect_key": {"type": "string", "minLength": 1, "maxLength": 100},
+                        },
+                    },
                     "retry": {
                         "type": "object",
                         "additionalProperties": False,
@@ -111,13 +126,33 @@ def validate_definition(definition: Any, registry: NodeRegistry = NODES) -> dict
         outgoing[src].append(e)
 
     for src, edges in outgoing.items():
-        labels: dict[str | None, int] = defaultdict(int)
+        seen_edges: dict[tuple[Any, Any], int] = defaultdict(int)
+        by_label: dict[str | None, list[str]] = defaultdict(list)
         for e in edges:
-            labels[e.get("label")] += 1
-        for label, c in labels.items():
+            seen_edges[(e.get("label"), e["to"])] += 1
+            by_label[e.get("label")].append(e["to"])
+        for (label, dst), c in seen_edges.items():
             if c > 1:
                 what = "unlabelled edges" if label is None else f"edges labelled {label!r}"
-                problems.append(f"duplicate edge: node {src!r} has {c} {what}")
+                problems.append(f"duplicate edge: node {src!r} has {c} {what} to {dst!r}")
+        for label, dsts in by_label.items():
+            if len(set(dsts)) < 2:
+                continue
+            # Several targets for one label: a static fan-out, whose branches must meet at one join.
+            what = "unlabelled edges" if label is None else f"edges labelled {label!r}"
+            try:
+                if END in dsts:
+                    raise CompositionError("END cannot be a branch")
+                fanout_join(definition, sorted(set(dsts)))
+            except CompositionError as exc:
+                problems.append(
+                    f"duplicate edge: node {src!r} has {len(dsts)} {what}, a fan-out that cannot run: {exc}"
+                )
+    for n in definition["nodes"]:
+        for key, name in ((n.get("join") or {}).get("reducers") or {}).items():
+            if not known_reducer(name):
+                problems.append(f"join node {n['name']!r}: reducer {name!r} for key {key!r} is not one of "
+                                f"{', '.join(BUILTIN_REDUCERS)} nor a registered reducer")
     for n in node_names:
         if n in declared and not outgoing.get(n):
             problems.append(f"node {n!r} has no outgoing edge (add an edge to END to finish there)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -38,7 +39,21 @@ def run_event_add(
     live.send_on_commit(live.run_group(run_id), announcement)
     if to_status:
         live.send_on_commit(live.RUNS_GROUP, live.status_message(run_id=run_id, status=to_status))
+    if to_status in sm.TERMINAL:
+        for hook in RUN_ENDED:
+            transaction.on_commit(lambda hook=hook: hook(run_id), robust=True)  # type: ignore[misc]
     return event
+
+
+# Called with a run's id after the transaction that ended it commits (runs.services.spawn registers the
+# settling of the run that started it, from RunsConfig.ready()). A failing hook is logged, not raised:
+# the scheduler's sweep repairs what it did not do.
+RUN_ENDED: list[Callable[[int], None]] = []
+
+
+def on_run_ended(hook: Callable[[int], None]) -> None:
+    if hook not in RUN_ENDED:
+        RUN_ENDED.append(hook)
 
 
 def run_transition(

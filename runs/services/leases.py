@@ -1,8 +1,8 @@
 """Leases: which worker may execute a run, claimed with a conditional update (the reads the dashboard shows
 about queues, caps and workers are runs.selectors).
 
-A run is runnable when it is PENDING or RUNNING, nobody holds a live lease
-on it, and any retry backoff has passed. ``run_claim`` succeeds for exactly
+A run is runnable when it is PENDING or RUNNING, not a branch held back by its
+fan-out's limit, nobody holds a live lease on it, and any retry backoff has passed. ``run_claim`` succeeds for exactly
 one caller (``update(...) == 1``); the checkpointer's writes are fenced by
 the same owner column.
 """
@@ -30,7 +30,9 @@ def _free(now: dt.datetime) -> Q:
 def runnable(now: dt.datetime | None = None) -> QuerySet[Run]:
     now = now or timezone.now()
     return Run.objects.filter(
-        Q(status__in=[sm.PENDING, sm.RUNNING]) & _free(now) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+        Q(status__in=[sm.PENDING, sm.RUNNING], held=False)
+        & _free(now)
+        & (Q(not_before__isnull=True) | Q(not_before__lte=now))
     )
 
 
@@ -59,7 +61,7 @@ _CLAIM_NEXT_SQL = """
 UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
        crash_count = r.crash_count + CASE WHEN c.previous <> '' THEN 1 ELSE 0 END
   FROM (SELECT id, lease_owner AS previous FROM runs_run
-         WHERE status IN ('PENDING', 'RUNNING')
+         WHERE status IN ('PENDING', 'RUNNING') AND NOT held
            AND (lease_expires_at IS NULL OR lease_expires_at < %s)
            AND (not_before IS NULL OR not_before <= %s)
          ORDER BY queued_at, id

@@ -28,6 +28,7 @@ from runs.engine.stores import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, St
 from runs.models import Activity, Run, Step
 from runs.services.blobs import blob_load, blob_store
 from runs.services.events import run_event_add, run_transition
+from runs.services.spawn import branches_create
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -132,6 +133,7 @@ def run_snapshot(run: Run, *, state: Any) -> RunSnapshot:
         deadline=run.deadline_at,
         max_steps=run.max_steps,
         context=run.context,
+        until_node=run.until_node,
     )
 
 
@@ -304,6 +306,8 @@ class DjangoCheckpointer:
                 held = Run.objects.filter(pk=run_id, lease_owner=self.owner, status=sm.RUNNING).update(**fields)
                 if held != 1:
                     raise LeaseLost(f"run {run_id} lease lost before step {step.index} committed")
+                if step.fanout is not None:  # the step and its branches commit together, or neither
+                    branches_create(parent_id=run_id, step=step.index, fanout=step.fanout)
                 if final_status is not None:
                     run_event_add(
                         run_id=run_id,
@@ -315,7 +319,8 @@ class DjangoCheckpointer:
                     )
 
         try:
-            if final_status is None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+            one_statement = final_status is None and step.fanout is None
+            if one_statement and connection.vendor == "postgresql" and not connection.in_atomic_block:
                 with_db_retry(lambda: self._commit_step_one_statement(run_id, step, full, delta, fields))
             else:
                 with_db_retry(write)

@@ -51,8 +51,11 @@ def run_start(
     user: AbstractBaseUser | AnonymousUser | None = None,
     role: str = "",
     run_timeout: float | None = None,
+    spawn: dict[str, Any] | None = None,
+    history: dict[str, Any] | None = None,
 ) -> Run:
-    """Create a PENDING run and wake a worker after commit.
+    """Create a PENDING run and wake a worker after commit (``spawn``: the fields of a child run, see
+    runs.services.spawn; ``history``: more of its context).
 
     The run exists durably when this returns: a lost wake-up only delays it
     until a worker polls or the scheduler sweeps. Raises Graph.DoesNotExist,
@@ -81,7 +84,9 @@ def run_start(
         user=user,
         role=role,
         run_timeout=run_timeout,
+        history=history,
         detail={"graph": graph.name, "version": graph.version},
+        spawn=spawn,
     )
 
 
@@ -107,6 +112,7 @@ def run_create(
     message: str = "submitted",
     detail: dict[str, Any] | None = None,
     restore: dict[str, Any] | None = None,
+    spawn: dict[str, Any] | None = None,
 ) -> Run:
     """The one way a run comes to exist: started, forked, imported (and later scheduled, or a child run).
 
@@ -132,6 +138,7 @@ def run_create(
         "parent_step": parent_step,
         "created_by": user if actor else None,
         "context": {"user": actor, "role": role, **(history or {})},
+        **(spawn or {}),
         **(restore or {}),
     }
     with transaction.atomic():

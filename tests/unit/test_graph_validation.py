@@ -131,7 +131,7 @@ def test_duplicate_edge_labels() -> None:
         {"from": "e_a", "to": END, "label": "go"},
         {"from": "e_b", "to": END},
     ]
-    message = "duplicate edge: node 'e_a' has 2 edges labelled 'go'"
+    message = "duplicate edge: node 'e_a' has 2 edges labelled 'go', a fan-out that cannot run: END cannot be a branch"
     assert problems_of(definition) == [message]
     assert_rejected_and_not_stored(definition, message)
 
@@ -139,7 +139,9 @@ def test_duplicate_edge_labels() -> None:
 def test_duplicate_unlabelled_edges() -> None:
     definition = valid()
     definition["edges"].append({"from": "e_b", "to": "e_a", "label": None})
-    message = "duplicate edge: node 'e_b' has 2 unlabelled edges"
+    message = (
+        "duplicate edge: node 'e_b' has 2 unlabelled edges, a fan-out that cannot run: END cannot be a branch"
+    )
     assert problems_of(definition) == [message]
     assert_rejected_and_not_stored(definition, message)
 

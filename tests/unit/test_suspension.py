@@ -7,7 +7,7 @@ import pytest
 from runs.engine.executor import Outcome
 from runs.models import Activity, Run
 from runs.services.runs import run_start
-from runs.services.signals import NoPendingActivity, run_signal
+from runs.services.signals import RunEnded, run_signal
 from tests.helpers import execute
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,9 +37,20 @@ def test_a_run_waits_without_a_lease_and_resumes_with_earlier_activities_replaye
     assert ("status", "WAITING") in kinds and ("answered", "") in kinds
 
 
-def test_a_signal_nobody_waits_for_is_refused() -> None:
+def test_a_signal_sent_before_the_run_waits_is_kept_and_delivered_then() -> None:
+    run = run_start(graph_name="t-signal", data={"target": 1}, seed=1)
+    signal = run_signal(run=run, name="go", payload={"early": True}, actor="tester")
+    assert signal.delivered_at is None
+    assert execute(run) is Outcome.COMPLETED, "the kept signal answers the wait at once"
+    run.refresh_from_db()
+    assert run.state["answer"] == {"early": True}
+    assert run.events.filter(kind="signal", actor="tester").exists()
+
+
+def test_a_signal_to_an_ended_run_is_refused() -> None:
     run = run_start(graph_name="t-count", data={"target": 1})
-    with pytest.raises(NoPendingActivity, match="not waiting for signal 'go'"):
+    execute(run)
+    with pytest.raises(RunEnded, match="has ended"):
         run_signal(run=run, name="go", payload=1)
 
 

@@ -17,11 +17,21 @@ from runs.api import RunOut, run_or_404, run_out
 
 router = Router(tags=["replay"])
 
+
+def _openapi_bundle_schema() -> dict[str, Any]:
+    """The bundle's JSON Schema as OpenAPI shows it: its nested bundles (``spawned``, ``"$ref": "#"``, which the
+    validator resolves) described as objects of this same schema, since a root reference cannot be embedded."""
+    schema = {k: v for k, v in BUNDLE_SCHEMA.items() if k not in ("$schema", "$id")}
+    properties = dict(schema["properties"])
+    properties["spawned"] = {
+        **properties["spawned"],
+        "items": {"type": "object", "description": "a whole trace bundle, by this same schema"},
+    }
+    return {**schema, "properties": properties}
+
+
 # The bundle's own JSON Schema (replay/schemas/trace_bundle.schema.json) documents both directions.
-TraceBundle = Annotated[
-    dict[str, Any],
-    WithJsonSchema({k: v for k, v in BUNDLE_SCHEMA.items() if k not in ("$schema", "$id")}),
-]
+TraceBundle = Annotated[dict[str, Any], WithJsonSchema(_openapi_bundle_schema())]
 
 
 class ForkIn(StrictIn):
@@ -73,6 +83,10 @@ class SpawnedPairOut(Schema):
 
 CompareOut.model_rebuild()  # the two refer to each other
 VerifyOut.model_rebuild()
+
+
+class ExportQuery(Schema):
+    spawned: bool = Field(False, description="nest the bundles of its branches and child runs (and theirs)")
 
 
 class CompareQuery(Schema):
@@ -200,5 +214,5 @@ def run_compare_endpoint(request: HttpRequest, trace_id: TraceId, query: Query[C
         }
     },
 )
-def run_export(request: HttpRequest, trace_id: TraceId) -> dict[str, Any]:
-    return bundle_export(run=run_or_404(trace_id))
+def run_export(request: HttpRequest, trace_id: TraceId, query: Query[ExportQuery]) -> dict[str, Any]:
+    return bundle_export(run=run_or_404(trace_id), spawned=query.spawned)

@@ -12,6 +12,9 @@ previous one left), every output and request hash, the artifacts' names and base
 The imported run records who imported it and executes (when forked) with the importer's rights;
 the exporter's context is kept as history only. Then everything is written in one transaction,
 artifacts included (a refused import leaves no file behind). Bundles are also the backup format.
+
+A run exported with its spawned runs (its branches and child runs) nests their bundles under
+``spawned``, each checked the same way; they import with their links only as part of that tree.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ SCHEMA = json.loads((Path(__file__).parent / "schemas" / "trace_bundle.schema.js
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 ARTIFACT_ACTIVITIES = ("write_artifact", "read_artifact")
 FORMAT = "cmo-trace-bundle"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# A bundle with its spawned runs nests them; deeper than this is refused (a child of a child of ... ).
+MAX_SPAWN_DEPTH = 8
 
 
 class BundleError(CMOError, ValueError):
@@ -88,8 +93,12 @@ class _Packer:
         return [[op[0], op[1], self.pack(op[2])] if len(op) > 2 else list(op) for op in ops]
 
 
-def bundle_export(*, run: Run) -> dict[str, Any]:
-    """The run as a bundle (format_version 2). BlobUnavailable if a recorded payload is missing from storage."""
+def bundle_export(*, run: Run, spawned: bool = False) -> dict[str, Any]:
+    """The run as a bundle (format_version 3). BlobUnavailable if a recorded payload is missing from storage.
+
+    With ``spawned``, the bundles of the runs it started (its branches and children, and theirs) are
+    nested under ``spawned``, so the whole tree imports as one.
+    """
     packer = _Packer(settings.CMO_BLOB_THRESHOLD)
     activities = list(Activity.objects.filter(run=run).order_by("step", "seq"))
     bundle: dict[str, Any] = {
@@ -119,6 +128,11 @@ def bundle_export(*, run: Run) -> dict[str, Any]:
             "finished_at": _iso(run.finished_at),
             "parent_trace_id": run.parent.trace_id if run.parent else None,
             "parent_step": run.parent_step,
+            "kind": run.kind,
+            "spawned_by_trace_id": run.spawned_by.trace_id if run.spawned_by else None,
+            "spawn_step": run.spawn_step,
+            "spawn_seq": run.spawn_seq,
+            "until_node": run.until_node,
         },
         "steps": _export_steps(run, packer),
         "activities": [_export_activity(a, packer) for a in activities],
@@ -126,6 +140,9 @@ def bundle_export(*, run: Run) -> dict[str, Any]:
         "artifacts": _artifacts(activities),
         "blobs": packer.blobs,
     }
+    if spawned:
+        rows = Run.objects.filter(spawned_by=run).select_related("graph", "parent", "spawned_by")
+        bundle["spawned"] = [bundle_export(run=r, spawned=True) for r in rows.order_by("spawn_step", "spawn_seq")]
     bundle["sha256"] = json_hash(bundle)
     return bundle
 
@@ -383,28 +400,60 @@ def bundle_import(*, bundle: Any, user: AbstractBaseUser | AnonymousUser | None 
     The run's creator is the importer and its role ``role`` (the importer's): the bundle's own
     context is history (``context.original_context``), never authority.
     """
-    checked = bundle_check(bundle)
-    r = bundle["run"]
-    if r["status"] not in sm.TERMINAL:
-        raise BundleError(f"run {r['trace_id']} is {r['status']}: only ended runs are imported (nothing re-runs)")
-    if Run.objects.filter(trace_id=r["trace_id"]).exists():
-        raise BundleConflict(f"run {r['trace_id']} already exists here")
+    tree = _check_tree(bundle, parent=None, depth=0)
+    traces = [b["run"]["trace_id"] for b, _, _ in tree]
+    if len(set(traces)) != len(traces):
+        raise BundleError("malformed bundle: a run appears twice in it")
+    existing = Run.objects.filter(trace_id__in=traces).values_list("trace_id", flat=True).first()
+    if existing is not None:
+        raise BundleConflict(f"run {existing} already exists here")
     importer = actor_name(user)
     written: list[str] = []
     try:
         with transaction.atomic():
-            run = _write_rows(
-                bundle, checked, user=user if importer else None, importer=importer, role=role, written=written
-            )
-            for name, content in checked.artifacts.items():
-                path = artifact_path(name)
-                if not default_storage.exists(path):
-                    written.append(default_storage.save(path, ContentFile(content)))
+            imported: dict[str, Run] = {}
+            for b, checked, parent_trace in tree:  # parents before what they spawned
+                imported[b["run"]["trace_id"]] = _write_rows(
+                    b, checked, user=user if importer else None, importer=importer, role=role, written=written,
+                    spawned_by=imported.get(parent_trace or ""),
+                )
+                for name, content in checked.artifacts.items():
+                    path = artifact_path(name)
+                    if not default_storage.exists(path):
+                        written.append(default_storage.save(path, ContentFile(content)))
+            run = imported[traces[0]]
     except BaseException:
         for path in written:  # the rows rolled back; so do the files (artifacts and blobs) it added
             default_storage.delete(path)
         raise
     return run
+
+
+def _check_tree(bundle: Any, *, parent: str | None, depth: int) -> list[tuple[dict[str, Any], _Checked, str | None]]:
+    """The bundle and the bundles nested in its ``spawned``, each checked, parents first; BundleError if one fails.
+
+    A nested run must name this run as the one that spawned it, and every run must have ended.
+    """
+    if depth > MAX_SPAWN_DEPTH:
+        raise BundleError(f"malformed bundle: spawned runs nest deeper than {MAX_SPAWN_DEPTH}")
+    checked = bundle_check(bundle)
+    r = bundle["run"]
+    if r["status"] not in sm.TERMINAL:
+        raise BundleError(f"run {r['trace_id']} is {r['status']}: only ended runs are imported (nothing re-runs)")
+    if parent is not None and r.get("spawned_by_trace_id") != parent:
+        raise BundleError(
+            f"malformed bundle: run {r['trace_id']} is listed under {parent} but names "
+            f"{r.get('spawned_by_trace_id')} as the run that spawned it"
+        )
+    places = [(n["run"].get("spawn_step"), n["run"].get("spawn_seq")) for n in bundle.get("spawned", [])]
+    if len(set(places)) != len(places):
+        raise BundleError(f"malformed bundle: two runs spawned by {r['trace_id']} claim the same place")
+    if parent is not None and r.get("kind") not in (Run.KIND_CHILD, Run.KIND_BRANCH):
+        raise BundleError(f"malformed bundle: run {r['trace_id']} is listed as spawned but is not a child or branch")
+    tree = [(bundle, checked, parent)]
+    for nested in bundle.get("spawned", []):
+        tree.extend(_check_tree(nested, parent=r["trace_id"], depth=depth + 1))
+    return tree
 
 
 def _graph_for(g: dict[str, Any], checked: _Checked) -> Graph:
@@ -432,10 +481,17 @@ def _write_rows(
     importer: str,
     role: str,
     written: list[str],
+    spawned_by: Run | None = None,
 ) -> Run:
+    """One run's rows. Linked to the run that spawned it only when imported with it (``spawned_by``): a bundle
+    cannot attach a run to one that already lives here."""
     g, r = bundle["graph"], bundle["run"]
     graph = _graph_for(g, checked)
     parent = Run.objects.filter(trace_id=r["parent_trace_id"]).first() if r["parent_trace_id"] else None
+    spawn: dict[str, Any] = {"until_node": r.get("until_node", "")}
+    if spawned_by is not None:
+        spawn.update(kind=r.get("kind", Run.KIND_RUN), spawned_by=spawned_by, spawn_step=r.get("spawn_step"),
+                     spawn_seq=r.get("spawn_seq"))
     run = run_create(
         graph=graph,
         data=checked.input,
@@ -455,6 +511,7 @@ def _write_rows(
             "max_steps": r["max_steps"],
             "started_at": checked.dates["started_at"],
             "finished_at": checked.dates["finished_at"],
+            **spawn,
         },
     )
     Run.objects.filter(pk=run.pk).update(created_at=checked.dates["created_at"])

@@ -101,7 +101,8 @@ def run_fork_view(request: HttpRequest, trace_id: str) -> HttpResponse:
 @role_required(VIEW)
 def run_export_view(request: HttpRequest, trace_id: str) -> HttpResponse:
     run = _run(trace_id)
-    response = JsonResponse(bundle_export(run=run), json_dumps_params={"indent": 2})
+    bundle = bundle_export(run=run, spawned=request.GET.get("spawned") == "1")
+    response = JsonResponse(bundle, json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="cmo-trace-{run.trace_id}.json"'
     return response
 

@@ -123,7 +123,8 @@ def signal_send(*, run: Run, name: str, payload: Any = None, actor: str = "") ->
             detail={"name": name, "signal_id": signal.pk, "delivered": waiting is not None},
         )
         if waiting is not None:
-            Signal.objects.filter(pk=signal.pk).update(delivered_at=timezone.now())
+            signal.delivered_at = timezone.now()
+            signal.save(update_fields=["delivered_at"])
             activity_answer(activity=waiting, response=payload, actor=actor)
     return signal
 
@@ -156,6 +157,8 @@ def signal_deliver_kept(*, run_id: int) -> int:
 
     Under the run's row lock, as :func:`signal_send`; returns how many it delivered.
     """
+    if not Signal.objects.filter(run_id=run_id, delivered_at__isnull=True).exists():
+        return 0  # the usual case, without taking the lock: none was sent while the wait was recorded
     delivered = 0
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()

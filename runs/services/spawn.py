@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from cmo_site.shared.live import run_wake
@@ -116,10 +116,11 @@ def join_result(*, run_id: int, fanout_step: int, join: Join) -> list[dict[str, 
     not its whole state. A branch still active when the join has what it needs (the first k) is
     reported ABORTED: it is cancelled as the join is answered.
     """
+    rows = Run.objects.filter(spawned_by_id=run_id, spawn_step=fanout_step, kind=Run.KIND_BRANCH)
+    if not _join_may_be_satisfied(rows, join):
+        return None  # the usual answer while branches run: one COUNT, not every branch's state
     branches = list(
-        Run.objects.filter(spawned_by_id=run_id, spawn_step=fanout_step, kind=Run.KIND_BRANCH)
-        .order_by("spawn_seq")
-        .values("trace_id", "spawn_seq", "node", "status", "input", "state", "error")
+        rows.order_by("spawn_seq").values("trace_id", "spawn_seq", "node", "status", "input", "state", "error")
     )
     if not branches:
         return []
@@ -145,6 +146,20 @@ def join_result(*, run_id: int, fanout_step: int, join: Join) -> list[dict[str, 
     return results
 
 
+def _join_may_be_satisfied(rows: QuerySet[Run], join: Join) -> bool:
+    """Whether the join could run, from counts alone (False means wait; True means look at the branches)."""
+    counts = rows.aggregate(
+        active=Count("pk", filter=Q(status__in=sm.ACTIVE)),
+        completed=Count("pk", filter=Q(status=sm.COMPLETED)),
+        failed=Count("pk", filter=~Q(status__in=[*sm.ACTIVE, sm.COMPLETED])),
+    )
+    return (
+        counts["active"] == 0
+        or (join.errors == "fail" and counts["failed"] > 0)
+        or (join.mode == "first" and counts["completed"] >= join.k)
+    )
+
+
 def fanned_out(*, run_id: int, step: int) -> bool:
     """Whether step ``step`` of the run fanned out (to any number of branches, none included)."""
     return RunEvent.objects.filter(run_id=run_id, kind="fanout", step=step).exists()
@@ -152,23 +167,20 @@ def fanned_out(*, run_id: int, step: int) -> bool:
 
 def _release_held(parent_id: int) -> None:
     """Let held branches run as running ones of their fan-out end (its limit: in the branches' context)."""
-    held = (
-        Run.objects.filter(spawned_by_id=parent_id, kind=Run.KIND_BRANCH, held=True, status=sm.PENDING)
-        .order_by("spawn_step", "spawn_seq")
-        .values_list("pk", "spawn_step", "context")
-    )
-    freed: dict[int | None, int] = {}
-    for pk, step, context in held:
+    held = Run.objects.filter(spawned_by_id=parent_id, kind=Run.KIND_BRANCH, held=True, status=sm.PENDING)
+    for step in sorted({s for s in held.values_list("spawn_step", flat=True) if s is not None}):
+        waiting = held.filter(spawn_step=step)
+        context = waiting.values_list("context", flat=True).first() or {}
         limit = int(context.get("fanout_limit") or 0)
-        if step not in freed:
-            active = Run.objects.filter(
-                spawned_by_id=parent_id, spawn_step=step, held=False, status__in=sm.ACTIVE
-            ).count()
-            freed[step] = max(limit - active, 0)
-        if freed[step] <= 0:
+        active = Run.objects.filter(
+            spawned_by_id=parent_id, spawn_step=step, held=False, status__in=sm.ACTIVE
+        ).count()
+        free = limit - active
+        if free <= 0:
             continue
-        if Run.objects.filter(pk=pk, held=True).update(held=False, queued_at=timezone.now()) == 1:
-            freed[step] -= 1
+        chosen = list(waiting.order_by("spawn_seq").values_list("pk", flat=True)[:free])
+        Run.objects.filter(pk__in=chosen, held=True).update(held=False, queued_at=timezone.now())
+        for pk in chosen:
             run_wake(pk)
 
 
@@ -249,16 +261,23 @@ def settle(*, run_id: int) -> int:
     """Answer ``run_id``'s waits on spawned runs that are now satisfied, and let held branches run.
 
     Under the run's row lock (see the module docstring); returns how many waits it answered. A join
-    that completes with branches still active (the first k) cancels them.
+    that completes with branches still active (the first k) cancels them. It first looks without the
+    lock, so a spawned run ending while most of its siblings still run costs a few reads, not a lock.
     """
+    waits = Activity.objects.filter(run_id=run_id, status=ACTIVITY_PENDING, type__in=(JOIN, WAIT_RUNS))
+    ready = [a for a in waits if _waiting_answer(a) is not None]
+    held = Run.objects.filter(spawned_by_id=run_id, kind=Run.KIND_BRANCH, held=True, status=sm.PENDING).exists()
+    if not ready and not held:
+        return 0
     answered = 0
     with transaction.atomic():
-        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        run = Run.objects.select_for_update().only("pk", "status").filter(pk=run_id).first()
         if run is None or run.is_terminal:
             return 0
-        _release_held(run_id)
-        for activity in Activity.objects.filter(run_id=run_id, status=ACTIVITY_PENDING, type__in=(JOIN, WAIT_RUNS)):
-            result = _waiting_answer(activity)
+        if held:
+            _release_held(run_id)
+        for activity in ready:
+            result = _waiting_answer(activity)  # again, under the lock: the first k may have grown
             if result is None:
                 continue
             try:

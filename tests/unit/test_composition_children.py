@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from runs.engine.executor import Outcome
 from runs.models import Activity, Run, Signal, Timer
-from runs.scheduler import timers_fire
+from runs.scheduler import sweep, timers_fire
 from runs.services.runs import run_abort, run_start
 from runs.services.signals import RunEnded, SignalRefused, signal_send
 from tests.helpers import drain, execute
@@ -84,6 +84,18 @@ def test_aborting_a_parent_aborts_its_children_but_not_detached_ones() -> None:
     assert [c.status for c in _children(run)] == ["ABORTED"]
     assert [c.status for c in _children(detached)] == ["PENDING"]
     assert run.events.filter(kind="status", to_status="ABORTED").exists()
+
+
+def test_a_parent_that_times_out_times_its_children_out_with_it() -> None:
+    run = run_start(graph_name="c-child", data={"targets": [2, 3]}, seed=5)
+    execute(run)
+    run.refresh_from_db()
+    assert run.status == "WAITING" and len(_children(run)) == 2
+    Run.objects.filter(pk=run.pk).update(deadline_at=timezone.now() - dt.timedelta(seconds=1))
+    assert sweep()["timed_out"] == 1
+    run.refresh_from_db()
+    assert run.status == "TIMED_OUT"
+    assert {c.status for c in _children(run)} == {"ABORTED"}
 
 
 def test_a_child_that_fails_is_reported_to_its_parent() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -117,3 +118,76 @@ def test_a_fork_after_the_join_continues_from_the_joined_state() -> None:
     assert fork.state == parent.state
     with pytest.raises(ReplayError, match="ended the run"):
         run_fork(run=parent, step=join_step + 1)
+
+
+# -- trace bundles ----------------------------------------------------------------------------------------
+
+
+def _reseal(bundle: dict[str, Any]) -> dict[str, Any]:
+    from runs.engine.hashing import json_hash
+
+    body = {k: v for k, v in bundle.items() if k != "sha256"}
+    return {**body, "sha256": json_hash(body)}
+
+
+def _exported_tree(graph: str, data: dict[str, Any]) -> tuple[dict[str, Any], str, int]:
+    import json
+
+    from replay.bundles import bundle_export
+
+    run = _run(graph, data)
+    bundle = json.loads(json.dumps(bundle_export(run=run, spawned=True)))
+    spawned = Run.objects.filter(spawned_by=run).count()
+    Run.objects.filter(pk=run.pk).delete()  # its spawned runs go with it (CASCADE)
+    assert not Run.objects.exists()
+    return bundle, run.trace_id, spawned
+
+
+def test_a_bundle_with_its_branches_and_children_imports_as_one_tree_that_verifies() -> None:
+    from replay.bundles import bundle_import
+
+    bundle, trace, spawned = _exported_tree("c-child", {"graph": "c-static", "targets": [0]})
+    assert bundle["format_version"] == 3 and len(bundle["spawned"]) == spawned == 1
+    assert len(bundle["spawned"][0]["spawned"]) == 3, "the child's branches are nested in the child's bundle"
+    run = bundle_import(bundle=bundle)
+    assert run.trace_id == trace and Run.objects.count() == 5
+    [child] = Run.objects.filter(spawned_by=run)
+    assert child.kind == "child" and Run.objects.filter(spawned_by=child, kind="branch").count() == 3
+    assert all(r.until_node == "c_merge" for r in Run.objects.filter(spawned_by=child))
+    report = run_verify(run=run)
+    assert report.ok and len(report.spawned) == 1 and len(report.spawned[0].spawned) == 3
+
+
+def test_a_branch_imported_alone_is_not_attached_to_a_run_that_lives_here() -> None:
+    import json
+
+    from replay.bundles import bundle_export, bundle_import
+
+    parent = _run("c-static", {})
+    branch = Run.objects.filter(spawned_by=parent, spawn_seq=1).get()
+    bundle = json.loads(json.dumps(bundle_export(run=branch)))
+    branch.delete()
+    imported = bundle_import(bundle=bundle)
+    assert imported.spawned_by is None and imported.kind == "run"
+    assert imported.until_node == "c_merge", "a fork of it still ends before the join"
+
+
+def test_a_nested_bundle_that_names_another_parent_or_place_is_refused_and_nothing_is_written() -> None:
+    from replay.bundles import BundleError, bundle_import
+
+    bundle, _, _ = _exported_tree("c-static", {})
+    forged = json.loads(json.dumps(bundle))
+    forged["spawned"][1]["run"]["spawned_by_trace_id"] = "f" * 32
+    forged["spawned"][1] = _reseal(forged["spawned"][1])
+    with pytest.raises(BundleError, match="names ffff"):
+        bundle_import(bundle=_reseal(forged))
+    twice = json.loads(json.dumps(bundle))
+    twice["spawned"][2]["run"]["spawn_seq"] = 0
+    twice["spawned"][2] = _reseal(twice["spawned"][2])
+    with pytest.raises(BundleError, match="claim the same place"):
+        bundle_import(bundle=_reseal(twice))
+    tampered = json.loads(json.dumps(bundle))
+    tampered["spawned"][0]["steps"][0]["output_hash"] = "0" * 64
+    with pytest.raises(BundleError):
+        bundle_import(bundle=_reseal(tampered))
+    assert not Run.objects.exists()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import tests.graphs_engine  # noqa: F401 - registers the e_ nodes
+import tests.graphs_engine
 from runs.engine import END, graph
 from runs.engine.errors import GraphValidationError
 from runs.engine.validation import route, validate_definition
@@ -289,3 +289,42 @@ class TestRoute:
         with pytest.raises(ValueError) as info:
             route(self.definition, "e_b", "nowhere")
         assert str(info.value) == "node 'e_b' returned edge 'nowhere' but its edges are labelled ['done']"
+
+
+# -- fan-out and joins ---------------------------------------------------------------------------------------
+
+import tests.graphs_composition  # noqa: E402,F401 - registers the c_ nodes
+
+
+def _fan_out(join: dict[str, Any] | None, *, meet: bool = True) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = [{"name": "c_start"}, {"name": "c_ask_a"}, {"name": "c_ask_b"}, {"name": "c_merge"}]
+    if join is not None:
+        nodes[3]["join"] = join
+    edges = [
+        {"from": "c_start", "to": "c_ask_a"},
+        {"from": "c_start", "to": "c_ask_b"},
+        {"from": "c_ask_a", "to": "c_merge"},
+        {"from": "c_ask_b", "to": "c_merge" if meet else END},
+        {"from": "c_merge", "to": END},
+    ]
+    return {"name": "c-json-fan", "entry": "c_start", "nodes": nodes, "edges": edges}
+
+
+def test_a_json_fan_out_with_a_join_is_valid() -> None:
+    filled = validate_definition(_fan_out({"reducers": {"answers": "append"}}))
+    assert filled["nodes"][3]["join"] == {"reducers": {"answers": "append"}}
+
+
+def test_a_fan_out_whose_branches_do_not_meet_at_a_join_is_refused_naming_them() -> None:
+    for definition in (_fan_out(None), _fan_out({"reducers": {}}, meet=False)):
+        [problem] = problems_of(definition)
+        assert problem.startswith("duplicate edge: node 'c_start' has 2 unlabelled edges, a fan-out that cannot run")
+        assert "c_ask_a -> " in problem and "c_ask_b -> " in problem
+        assert_rejected_and_not_stored(definition, "a fan-out that cannot run")
+
+
+def test_a_join_with_an_unknown_reducer_or_mode_is_refused() -> None:
+    message = "join node 'c_merge': reducer 'average' for key 'answers' is not one of append, collect, merge, sum"
+    assert problems_of(_fan_out({"reducers": {"answers": "average"}}))[0].startswith(message)
+    assert_rejected_and_not_stored(_fan_out({"reducers": {"answers": "average"}}), "reducer 'average'")
+    assert "mode" in problems_of(_fan_out({"mode": "most"}))[0]

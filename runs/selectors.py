@@ -14,6 +14,7 @@ from django.utils import timezone
 from runs.diffing import rows as diff_rows
 from runs.engine import END
 from runs.engine import statemachine as sm
+from runs.engine.composition import Join
 from runs.engine.redaction import redact
 from runs.engine.stores import ActivityRecord
 from runs.models import Activity, Graph, GraphLimit, Run, RunEvent, Step, WorkerStatus
@@ -236,13 +237,29 @@ def run_header(*, run: Run) -> dict[str, Any]:
 
 
 def graph_diagram(*, graph: Graph) -> dict[str, Any]:
-    """Nodes and edges for the diagram script (dagre lays them out in the browser)."""
+    """Nodes and edges for the diagram script (dagre lays them out in the browser), with the static fan-outs
+    (``forks``: a node whose edges for one label lead to several nodes at once) and the join nodes (``joins``:
+    node -> its mode and the marker's label, "join: all" or "join: first 2")."""
     definition = graph.definition
+    edges = definition.get("edges", [])
+    targets: dict[tuple[str, str | None], list[str]] = {}
+    for e in edges:
+        targets.setdefault((e["from"], e.get("label")), []).append(e["to"])
+    joins = {}
+    for n in definition.get("nodes", []):
+        if isinstance(n.get("join"), dict):
+            join = Join.from_dict(n["join"])
+            mode = "any" if join.mode == "first" and join.k == 1 and n["join"].get("mode") == "any" else join.mode
+            label = f"join: first {join.k}" if mode == "first" else f"join: {mode}"
+            joins[n["name"]] = {"mode": mode, "k": join.k, "errors": join.errors, "label": label,
+                                "reducers": join.reducers}
     return {
         "entry": definition.get("entry"),
         "nodes": [n["name"] for n in definition.get("nodes", [])],
-        "edges": [{"from": e["from"], "to": e["to"], "label": e.get("label")} for e in definition.get("edges", [])],
+        "edges": [{"from": e["from"], "to": e["to"], "label": e.get("label")} for e in edges],
         "end": END,
+        "forks": [{"from": src, "label": label, "to": to} for (src, label), to in targets.items() if len(to) > 1],
+        "joins": joins,
     }
 
 

@@ -11,6 +11,8 @@ urlpatterns = [
     path("runs/<str:trace_id>/", views.run_detail, name="run_detail"),
     path("runs/<str:trace_id>/abort/", views.run_abort_view, name="run_abort"),
     path("runs/<str:trace_id>/steps/<int:index>/inspector/", views.step_inspector, name="step_inspector"),
+    path("runs/<str:trace_id>/lanes/", views.run_lanes, name="run_lanes"),
+    path("runs/<str:trace_id>/signal/", views.run_signal_view, name="run_signal"),
     path("graphs/", views.graph_list, name="graph_list"),
     path("graphs/<str:name>/", views.graph_detail, name="graph_detail"),
 ]

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cmo_site.shared.permissions import OPERATE, VIEW, can, primary_role, role_required
-from runs import selectors, step_view
+from runs import lanes, selectors, step_view
 from runs.engine import statemachine as sm
+from runs.engine.errors import CMOError
 from runs.engine.json_input import JSONInputError, parse_json
-from runs.models import Graph, Run
+from runs.models import Graph, Run, Signal
 from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
+from runs.services.signals import signal_send
 from runs.specialists.registry import specialist_caps
 
 
@@ -43,10 +47,16 @@ def _when(value: str, *, end: bool = False) -> dt.datetime | None:
         return None
 
 
+RUN_KINDS = (Run.KIND_RUN, Run.KIND_CHILD, Run.KIND_BRANCH)
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+SIGNAL_NAME_MAX = Signal._meta.get_field("name").max_length or 100
+
+
 def _filters(request: HttpRequest) -> selectors.RunFilters:
     q = request.GET
     version = q.get("version", "")
     status = q.get("status", "")
+    kind = q.get("kind", "")
     return selectors.RunFilters(
         status=status if status in sm.STATUSES else "",
         graph=q.get("graph", "").strip(),
@@ -54,6 +64,8 @@ def _filters(request: HttpRequest) -> selectors.RunFilters:
         since=_when(q.get("since", "")),
         until=_when(q.get("until", ""), end=True),
         trace=q.get("trace", "").strip(),
+        spawned_by=q.get("spawned_by", "").strip().lower()[:32],
+        kind=kind if kind in RUN_KINDS else "",
     )
 
 
@@ -96,6 +108,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "graphs": selectors.graph_choices(),
             "statuses": sm.STATUSES,
+            "kinds": [(Run.KIND_RUN, "runs only"), (Run.KIND_CHILD, "child runs"), (Run.KIND_BRANCH, "branches")],
+            "spawner_link": filters.spawned_by if TRACE_ID.fullmatch(filters.spawned_by) else "",
             "query": params.urlencode(),
             "paged": bool(request.GET.get("c")),
             "can_operate": can(request.user, OPERATE),
@@ -146,8 +160,16 @@ def run_new(request: HttpRequest) -> HttpResponse:
 @role_required(VIEW)
 def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
+    return _run_page(request, run)
+
+
+def _run_page(
+    request: HttpRequest, run: Run, *, signal_error: str = "", signal_text: str | None = None, status: int = 200
+) -> HttpResponse:
+    """The run page; after a refused signal, with ``signal_error`` and the payload as it was typed."""
     steps = selectors.run_steps_view(run=run)
     events = selectors.run_events_view(run=run)
+    composition = lanes.run_composition(run=run, now=timezone.now())
     # A fork's own steps start after its fork step, so a step is found by its index, not its position.
     by_index = {s["index"]: s for s in steps}
     step_param = request.GET.get("step", "")
@@ -163,21 +185,58 @@ def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "first_step": steps[0]["index"] if steps else 0,
         "last_event": events[-1]["id"] if events else 0,
         "socket": f"/ws/runs/{run.pk}/",
+        "waits": composition["waits"],
+        "lanes": composition["lanes"] is not None,
+        "lanes_url": reverse("runs:run_lanes", args=[run.trace_id]),
     }
-    return render(
-        request,
-        "runs/run_detail.html",
-        {
-            "run": run,
-            "page": page,
-            "current_step": by_index.get(current),
-            "events": events,
-            "can_abort": can(request.user, OPERATE) and not run.is_terminal,
-            "can_fork": can(request.user, OPERATE),
-            "forks": selectors.run_forks(run=run),
-            "compare_with": selectors.compare_candidates(run=run),
-        },
-    )
+    signal = composition["signal"]
+    context = {
+        "run": run,
+        "page": page,
+        "current_step": step_view.with_composition(run=run, step=by_index.get(current)),
+        "events": events,
+        "can_abort": can(request.user, OPERATE) and not run.is_terminal,
+        "can_fork": can(request.user, OPERATE),
+        "can_signal": can(request.user, OPERATE),
+        "forks": selectors.run_forks(run=run),
+        "compare_with": selectors.compare_candidates(run=run),
+        "composition": composition,
+        "signal_error": signal_error,
+        "signal_text": signal["example"] if signal_text is None and signal else signal_text,
+    }
+    return render(request, "runs/run_detail.html", context, status=status)
+
+
+@require_GET
+@role_required(VIEW)
+def run_lanes(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """The timeline's lanes as the run page renders them: the fragment its script swaps in while branches run."""
+    run = get_object_or_404(Run, trace_id=trace_id)
+    composition = lanes.run_composition(run=run, now=timezone.now())
+    if composition["lanes"] is None:
+        raise Http404(f"run {trace_id} spawned no runs")
+    return render(request, "runs/_lanes.html", {"run": run, "composition": composition})
+
+
+@require_POST
+@role_required(OPERATE)
+def run_signal_view(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """Send a signal from the run page's form (runs.services.signals.signal_send); a refused one re-renders the
+    page saying why (400 for a payload that is not JSON, 409 for an ended run, 422 for a schema mismatch)."""
+    run = get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
+    name = request.POST.get("name", "").strip()
+    text = request.POST.get("payload", "")
+    try:
+        if not name or len(name) > SIGNAL_NAME_MAX:
+            raise JSONInputError(400, "malformed_request", f"a signal's name has 1 to {SIGNAL_NAME_MAX} characters")
+        payload = parse_json(text, what="the signal's payload")
+        signal = signal_send(run=run, name=name, payload=payload, actor=request.user.get_username())
+    except CMOError as exc:
+        return _run_page(request, run, signal_error=str(exc), signal_text=text, status=exc.status)
+    signal.refresh_from_db(fields=["delivered_at"])
+    outcome = "delivered" if signal.delivered_at else "kept until the run waits for it"
+    messages.success(request, f"Signal {name!r} sent to run {run.trace_id}: {outcome}.")
+    return redirect("runs:run_detail", trace_id=run.trace_id)
 
 
 @require_GET

@@ -1,9 +1,12 @@
-"""A graph for the dashboard's browser test: it holds at its first step until a marker file appears, then counts."""
+"""Graphs for the dashboard's browser tests: one that holds at its first step until a marker file appears, then
+counts; one that fans out (composition)."""
 
 from __future__ import annotations
 
-import tests.graphs  # noqa: F401 - registers t_wait_for_file and t_count
+import tests.graphs  # registers t_wait_for_file and t_count
+import tests.graphs_composition  # noqa: F401 - registers c-static and c-signal (the composition browser test)
 from runs.engine import END, graph
+from runs.engine.composition import Send
 
 graph(
     "e2e-live",
@@ -67,4 +70,39 @@ graph(
     description="Five counting steps; step 3 records a seeded random draw: two seeds diverge at step 3.",
     entry="e2e_count_luck",
     edges=[("e2e_count_luck", "e2e_count_luck", "again"), ("e2e_count_luck", END, "done")],
+)
+
+
+# -- the composition browser test: branches of two steps each, and the c-* graphs (a static fan-out, a signal) -----
+
+
+@node("e2e_fan")
+def e2e_fan(state: dict[str, Any], ctx: Any) -> Any:
+    """One branch per topic, at most ``limit`` at once."""
+    sends = [Send("e2e_draft", {"topic": t, "notes": []}) for t in state["topics"]]
+    return ctx.result({**state, "notes": []}, send=sends, limit=state.get("limit"))
+
+
+@node("e2e_draft")
+def e2e_draft(state: dict[str, Any], ctx: Any) -> Any:
+    return ctx.result({**state, "draft": f"draft on {state['topic']}"})
+
+
+@node("e2e_polish")
+def e2e_polish(state: dict[str, Any], ctx: Any) -> Any:
+    kept = {k: v for k, v in state.items() if k != "draft"}
+    return ctx.result({**kept, "notes": [f"{state['draft']}, polished"]})
+
+
+@node("e2e_collect")
+def e2e_collect(state: dict[str, Any], ctx: Any) -> Any:
+    return ctx.result({"count": len(state["notes"]), "notes": state["notes"]})
+
+
+graph(
+    "e2e-fanout",
+    description="A dynamic fan-out, one branch of two steps per topic, joined by appending their notes.",
+    entry="e2e_fan",
+    edges=[("e2e_fan", "e2e_draft"), ("e2e_draft", "e2e_polish"), ("e2e_polish", "e2e_collect"), ("e2e_collect", END)],
+    joins={"e2e_collect": {"reducers": {"notes": "append"}}},
 )

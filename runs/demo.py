@@ -187,3 +187,7 @@ DEMO_INPUTS: list[dict[str, Any]] = [
 # - ledger: "connection pool exhausted", auto-approved, gives up after one attempt, and the
 #   escalation FAILS on purpose: the pager is unreachable.
 DEMO_SEEDS = [4, 24, 7, 11]
+
+
+# The demo's second graph (branches, a child run of this one, a durable timer), registered with this module.
+from runs import demo_research  # noqa: E402,F401

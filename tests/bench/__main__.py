@@ -12,6 +12,7 @@ def main() -> None:
     from tests.bench import (
         bench_a2a,
         bench_checkpoint,
+        bench_composition,
         bench_dashboard,
         bench_policy,
         bench_replay,
@@ -27,6 +28,7 @@ def main() -> None:
         "policy": bench_policy.main,
         "replay": bench_replay.main,
         "a2a": bench_a2a.main,
+        "composition": bench_composition.main,
     }
     wanted = sys.argv[1:] or list(suites)
     for name in wanted:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 
 from cmo_site.shared.permissions import ADMIN, ROLES
 from runs.demo import DEMO_INPUTS, DEMO_SEEDS
+from runs.demo_research import DEMO_RESEARCH_INPUTS, DEMO_RESEARCH_SEEDS
 from runs.models import Run
 from runs.services.graphs import graph_sync_all
 from runs.services.runs import run_start
@@ -32,6 +33,9 @@ class Command(BaseCommand):
             for data, seed in zip(DEMO_INPUTS, DEMO_SEEDS, strict=True):
                 run = run_start(graph_name="incident-healing", data=data, seed=seed, role="admin")
                 self.stdout.write(f"demo run {run.trace_id} ({data['service']}) submitted")
+            for data, seed in zip(DEMO_RESEARCH_INPUTS, DEMO_RESEARCH_SEEDS, strict=True):
+                run = run_start(graph_name="incident-research", data=data, seed=seed, role="admin")
+                self.stdout.write(f"demo run {run.trace_id} (research on {data['service']}) submitted")
         self.stdout.write(f"Admin login: {username} / {password}")
         for role, secret in logins:
             self.stdout.write(f"{role.title()} login: {role} / {secret}")

@@ -1,4 +1,4 @@
-"""The API root: /api/ (routers from runs, replay and approvals), /api/openapi.json and /api/docs.
+"""The API root: /api/ (routers from runs, replay, approvals, schedules and hooks), /api/openapi.json and /api/docs.
 
 The docs page is ninja's Swagger UI, served from ninja's static files (the
 "ninja" app is installed for that), so it works offline. The committed
@@ -20,7 +20,9 @@ from approvals.api import router as approvals_router
 from cmo_site.shared.api import StorableJSONParser, caller, errors, install_error_handlers, requires
 from cmo_site.shared.permissions import VIEW
 from replay.api import router as replay_router
+from hooks.api import router as hooks_router
 from runs.api import router as runs_router
+from schedules.api import router as schedules_router
 
 API_VERSION = "1.0.0"
 
@@ -66,6 +68,8 @@ def me(request: HttpRequest) -> dict[str, Any]:
 api.add_router("/", replay_router)
 api.add_router("/", runs_router)
 api.add_router("/", approvals_router)
+api.add_router("/", schedules_router)
+api.add_router("/", hooks_router)
 
 
 SCHEMA_FILE = Path(__file__).with_name("openapi.json")

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "runs",
     "replay",
     "approvals",
+    "schedules",
+    "hooks",
 ]
 
 MIDDLEWARE = [

@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/", include("cmo_site.api_urls")),
     path("", include("cmo_site.ops_urls")),
     path("approvals/", include("approvals.urls")),
+    path("schedules/", include("schedules.urls")),
+    path("hooks/", include("hooks.urls")),
     path("", include("replay.urls")),
     path("", include("runs.urls")),
 ]

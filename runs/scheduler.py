@@ -37,6 +37,15 @@ def register_sweep_task(name: str, task: Callable[[], int]) -> None:
     SWEEP_TASKS[name] = task
 
 
+# Work an app plugs into the scheduler's fast tick (every TIMER_POLL_SECONDS, beside the durable timers): what
+# must happen within a second of its time, such as a schedule's slot (schedules.apps).
+TICK_TASKS: dict[str, Callable[[], int]] = {}
+
+
+def register_tick_task(name: str, task: Callable[[], int]) -> None:
+    TICK_TASKS[name] = task
+
+
 def sweep(*, batch: int = 500) -> dict[str, int]:
     """Time out overdue runs, run the apps' sweep tasks (SWEEP_TASKS), then wake workers for runnable runs
     (new, orphaned, backoff over, resumed by a task)."""
@@ -247,8 +256,20 @@ def timers_fire(*, now: dt.datetime | None = None, batch: int = 500) -> int:
     return fired
 
 
+def _tick_tasks() -> None:
+    """Each tick task in turn; one that fails is logged and does not hold up the others (or the timers)."""
+    for name, task in TICK_TASKS.items():
+        try:
+            task()
+        except _DATABASE_LOST:
+            raise
+        except Exception:
+            log.exception("the scheduler's tick task %r failed; it runs again at the next tick", name)
+
+
 class TimerLoop:
-    """Fire due timers every TIMER_POLL_SECONDS until ``stop``; a lost database waits as the sweeps do."""
+    """Fire due timers, then the apps' tick tasks (TICK_TASKS), every TIMER_POLL_SECONDS until ``stop``; a lost
+    database waits as the sweeps do."""
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.0
@@ -256,6 +277,7 @@ class TimerLoop:
             try:
                 close_old_connections()
                 timers_fire()
+                _tick_tasks()
                 backoff = 0.0
             except _DATABASE_LOST as exc:
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS) if backoff else BACKOFF_FIRST_SECONDS

@@ -42,6 +42,23 @@ def input_errors(*, graph: Graph, data: Any) -> list[dict[str, str]]:
     ]
 
 
+def run_input_check(*, graph: Graph, data: Any) -> Any:
+    """``data`` as a run of ``graph`` would store it (normalized JSON), or InvalidInput: not JSON we can store,
+    a secret-named field, or a mismatch with the graph's input schema. Also what a schedule checks when saved."""
+    try:
+        data, _, _, text = normalize_text(data, what="the run input")
+    except NotJSONError as exc:
+        raise InvalidInput([{"path": "$", "message": str(exc)}]) from None
+    try:
+        refuse_secrets(data, text, what="the run input")
+    except SecretInState as exc:
+        raise InvalidInput([{"path": "$", "message": str(exc)}]) from None
+    errors = input_errors(graph=graph, data=data)
+    if errors:
+        raise InvalidInput(errors)
+    return data
+
+
 def run_start(
     *,
     graph_name: str,
@@ -66,17 +83,7 @@ def run_start(
     refusal = graph_run_refusal(graph=graph, user=user, role=role)
     if refusal:
         raise GraphNotRunnable(refusal)
-    try:
-        data, _, _, text = normalize_text(data, what="the run input")
-    except NotJSONError as exc:
-        raise InvalidInput([{"path": "$", "message": str(exc)}]) from None
-    try:
-        refuse_secrets(data, text, what="the run input")
-    except SecretInState as exc:
-        raise InvalidInput([{"path": "$", "message": str(exc)}]) from None
-    errors = input_errors(graph=graph, data=data)
-    if errors:
-        raise InvalidInput(errors)
+    data = run_input_check(graph=graph, data=data)
     return run_create(
         graph=graph,
         data=data,

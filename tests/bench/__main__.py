@@ -16,6 +16,7 @@ def main() -> None:
         bench_dashboard,
         bench_policy,
         bench_replay,
+        bench_schedules,
         bench_storage_replay,
         bench_throughput,
     )
@@ -29,6 +30,7 @@ def main() -> None:
         "replay": bench_replay.main,
         "a2a": bench_a2a.main,
         "composition": bench_composition.main,
+        "schedules": bench_schedules.main,
     }
     wanted = sys.argv[1:] or list(suites)
     for name in wanted:

@@ -34,6 +34,7 @@ install-dev: $(VENV)/.dev-installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py cmo_demo
+	$(PY) manage.py cmo_demo_schedules
 	$(PY) manage.py cmo_serve --host $(HOST) --port $(PORT)
 
 ## make test: install what the tests need and run the whole suite on SQLite, then on PostgreSQL + Redis

@@ -278,3 +278,18 @@ def test_the_pages_enforce_roles_csrf_and_escape() -> None:
     assert strict.post("/schedules/escaped/trigger/").status_code == 403
     assert not ScheduleFire.objects.exists()
     assert _login("operator").post("/schedules/escaped/explode/").status_code == 404
+
+
+def test_the_demo_schedule_is_made_once_for_the_demo_admin() -> None:
+    from django.core.management import CommandError, call_command
+
+    import runs.demo  # noqa: F401 - registers incident-research
+
+    with pytest.raises(CommandError, match="cmo_demo"):
+        call_command("cmo_demo_schedules")
+    user_with("admin", "admin")
+    call_command("cmo_demo_schedules")
+    call_command("cmo_demo_schedules")
+    schedule = Schedule.objects.get()
+    assert schedule.name == "research-hourly" and schedule.owner_role == "admin" and not schedule.paused
+    assert [t.minute for t in services.next_fire_times(schedule=schedule)] == [0] * 5

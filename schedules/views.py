@@ -49,7 +49,9 @@ def _form_data(post: QueryDict) -> tuple[dict[str, Any], list[dict[str, str]]]:
 def _form(request: HttpRequest, *, schedule: Schedule | None) -> HttpResponse:
     """The new-schedule form (``schedule`` None) or the edit form, and what its POST does."""
     errors: list[dict[str, str]] = []
-    values: dict[str, Any] = {"input": "{}", "timezone": "UTC", "timing": "cron", "catchup_window_seconds": 60}
+    values: dict[str, Any] = {
+        "input": "{}", "timezone": "UTC", "timing": "cron", "catchup_window_seconds": 60, "jitter_seconds": 0
+    }
     if schedule is not None:
         values = {
             **{f: getattr(schedule, f) for f in ("cron", "interval_seconds", "timezone", "jitter_seconds",

@@ -41,7 +41,7 @@ class CmoCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from approvals.selectors import pending_count
         from runs.models import Activity, Run, Step
-        from runs.selectors import caps_waiting, queue_depth, workers_alive
+        from runs.selectors import queue_depth, slot_waits, workers_alive
 
         runs = GaugeMetricFamily("cmo_runs", "Runs by status.", labels=["status"])
         by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
@@ -73,9 +73,18 @@ class CmoCollector(Collector):
         capped = GaugeMetricFamily(
             "cmo_runs_waiting_on_cap", "PENDING runs held back by their graph's cap.", labels=["graph"]
         )
-        for graph, n in sorted(caps_waiting().items()):
-            capped.add_metric([graph], n)
+        keyed = GaugeMetricFamily(
+            "cmo_runs_waiting_for_slot",
+            "PENDING runs held back by their concurrency key's limit or rate (the 50 keys with most waiting; "
+            "a graph's cap is its key-less slot, key = the graph's name).",
+            labels=["graph", "key"],
+        )
+        for wait in sorted(slot_waits(limit=50), key=lambda w: w["key"]):
+            keyed.add_metric([wait["graph"], wait["key"]], wait["waiting"])
+            if wait["key"] == wait["graph"]:
+                capped.add_metric([wait["graph"]], wait["waiting"])
         yield capped
+        yield keyed
 
         in_flight = GaugeMetricFamily(
             "cmo_worker_runs_in_flight", "Runs a worker holds (from its last heartbeat).", labels=["worker"]

@@ -234,6 +234,10 @@ class RunOut(Schema):
     duration_seconds: float | None
     queued_seconds: float | None
     final_state: Any = Field(description="the state at the end (null until the run ends)")
+    concurrency_key: str = Field(
+        description='"<graph>:<value>" from the graph\'s concurrency declaration (the graph\'s name when key-less); '
+        '"" for none. Runs with one key share its limit and rate.'
+    )
 
 
 class RunSummaryOut(Schema):
@@ -291,6 +295,7 @@ def run_out(run: Run) -> dict[str, Any]:
         "spawned": run.spawned.count(),
         "pinned": run.pinned,
         "abort_requested": run.abort_requested,
+        "concurrency_key": run.concurrency_key,
     }
 
 

@@ -122,6 +122,16 @@ class Run(models.Model):
     detached = models.BooleanField(default=False, help_text="a child run that outlives an abort of its parent")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     pinned = models.BooleanField(default=False, help_text="kept by the retention policy whatever its age")
+    # A concurrency key (runs.engine.concurrency, runs.services.leases): "<graph>:<value>", "" for none.
+    concurrency_key = models.CharField(
+        max_length=255, blank=True, default="", help_text="runs with one key share its limit and rate"
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="at most this many runs of the key in flight (empty: no limit)"
+    )
+    concurrency_rate = ReadableJSONField(
+        null=True, blank=True, help_text='at most {"starts": N, "per_seconds": S} starts of the key'
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -137,6 +147,11 @@ class Run(models.Model):
             models.Index(fields=["status", "queued_at"], name="run_status_queued_idx"),
             models.Index(fields=["finished_at"], name="run_finished_idx"),  # metrics and retention
             models.Index(fields=["spawned_by", "spawn_step"], name="run_spawned_idx"),
+            models.Index(
+                fields=["concurrency_key", "status", "queued_at"],
+                condition=~models.Q(concurrency_key=""),
+                name="run_concurrency_key_idx",
+            ),
         ]
         constraints = [
             # A retried or replayed start never makes a second child (or branch) for one place.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -17,8 +17,8 @@ from runs.engine import statemachine as sm
 from runs.engine.composition import Join
 from runs.engine.redaction import redact
 from runs.engine.stores import ActivityRecord
-from runs.models import Activity, Graph, GraphLimit, Run, RunEvent, Step, WorkerStatus
-from runs.services.leases import graph_in_flight, runnable
+from runs.models import Activity, Graph, Run, RunEvent, Step, WorkerStatus
+from runs.services.leases import gated, graph_caps, in_flight_q, runnable, slot_expression, slot_of
 from runs.services.run_store import step_state, step_states
 
 # --- the dashboard ----------------------------------------------------------------
@@ -395,13 +395,102 @@ def run_forks(*, run: Run) -> list[dict[str, Any]]:
 
 # --- the queue and the workers (the dashboard and /metrics) ----------------------------------
 
+def slot_waits(*, limit: int = 50) -> list[dict[str, Any]]:
+    """The slots (concurrency keys, graph caps) with runs waiting, most waiting first, at most ``limit`` of them.
+
+    Each: ``key``, ``graph``, ``waiting`` (its PENDING runs, while the slot is full or its rate holds the
+    next start back; a slot with room has none waiting for it), ``in_flight`` and ``limit``. Two grouped
+    queries.
+    """
+    caps = graph_caps(fresh=True)
+    now = timezone.now()
+    pending = (
+        Run.objects.filter(gated(caps), held=False)
+        .annotate(slot=slot_expression())
+        .order_by()
+        .values("slot")
+        .annotate(n=Count("id"), most=Max("concurrency_limit"), later=Max("not_before"))
+        .order_by("-n", "slot")[:limit]
+    )
+    rows = list(pending)
+    busy = _busy([r["slot"] for r in rows], caps, now)
+    waits = []
+    for r in rows:
+        key = r["slot"]
+        cap = caps.get(key, r["most"])
+        running = busy.get(key, 0)
+        full = (cap is not None and running >= cap) or (r["later"] is not None and r["later"] > now)
+        waiting = r["n"] if full else 0
+        if waiting:
+            waits.append(
+                {"key": key, "graph": key.split(":", 1)[0], "waiting": waiting, "in_flight": running, "limit": cap}
+            )
+    return waits
+
+
+def _busy(keys: list[str], caps: dict[str, int], now: dt.datetime) -> dict[str, int]:
+    if not keys:
+        return {}
+    members = Q(concurrency_key__in=keys) | Q(
+        concurrency_key="", kind=Run.KIND_RUN, graph__name__in=[k for k in keys if k in caps]
+    )
+    rows = (
+        Run.objects.filter(members, in_flight_q(now))
+        .annotate(slot=slot_expression())
+        .order_by()
+        .values("slot")
+        .annotate(n=Count("id"))
+    )
+    return {r["slot"]: r["n"] for r in rows}
+
+
 def caps_waiting() -> dict[str, int]:
-    """Per capped graph, the PENDING runs waiting for a slot (for the dashboard and metrics)."""
-    waiting = {}
-    for name, limit in GraphLimit.objects.values_list("graph_name", "max_running"):
-        if graph_in_flight(graph_name=name) >= limit:
-            waiting[name] = Run.objects.filter(graph__name=name, status=sm.PENDING).count()
-    return waiting
+    """Per capped graph (a key-less slot), the PENDING runs waiting for a slot (the dashboard's line)."""
+    return {w["key"]: w["waiting"] for w in slot_waits() if ":" not in w["key"]}
+
+
+def run_slot_notes(*, runs: list[Run]) -> dict[int, str]:
+    """Why each PENDING run of ``runs`` that needs a slot is not running yet (run id -> a sentence).
+
+    "waiting for a slot: 1 of 1 running for key billing:checkout", or the key's rate and when its next
+    start is allowed, or the runs of its key ahead of it. Two queries for a page of runs.
+    """
+    caps = graph_caps(fresh=True)
+    now = timezone.now()
+    rules = {}
+    for run in runs:
+        rule = slot_of(
+            {
+                "status": run.status,
+                "kind": run.kind,
+                "concurrency_key": run.concurrency_key,
+                "concurrency_limit": run.concurrency_limit,
+                "concurrency_rate": run.concurrency_rate,
+                "graph__name": run.graph.name,
+            },
+            caps,
+        )
+        if rule is not None:
+            rules[run.pk] = rule
+    if not rules:
+        return {}
+    busy = _busy(sorted({r.key for r in rules.values()}), caps, now)
+    notes = {}
+    for run in runs:
+        rule = rules.get(run.pk)
+        if rule is None:
+            continue
+        running = busy.get(rule.key, 0)
+        if run.not_before is not None and run.not_before > now and rule.rate:
+            notes[run.pk] = (
+                f"waiting for the rate of key {rule.key}: {rule.rate['starts']} starts per "
+                f"{rule.rate['per_seconds']:g} s; the next at {timezone.localtime(run.not_before):%H:%M:%S}"
+            )
+        elif rule.limit is not None and running >= rule.limit:
+            notes[run.pk] = f"waiting for a slot: {running} of {rule.limit} running for key {rule.key}"
+        else:
+            notes[run.pk] = f"queued for a slot of key {rule.key} ({running} of {rule.limit or 'any'} running)"
+    return notes
 
 
 def workers_alive(*, within_seconds: float = 30.0) -> list[WorkerStatus]:

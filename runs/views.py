@@ -95,6 +95,9 @@ def run_list(request: HttpRequest) -> HttpResponse:
         filters=filters, sort=request.GET.get("sort", "-created"), cursor=request.GET.get("c", "")
     )
     counts = selectors.run_status_counts(filters=filters)
+    notes = selectors.run_slot_notes(runs=page.runs)
+    for run in page.runs:
+        run.slot_note = notes.get(run.pk, "")  # type: ignore[attr-defined]
     template = "runs/_run_table.html" if request.GET.get("partial") else "runs/run_list.html"
     params = request.GET.copy()
     params.pop("c", None)
@@ -188,6 +191,7 @@ def _run_page(
         "waits": composition["waits"],
         "lanes": composition["lanes"] is not None,
         "lanes_url": reverse("runs:run_lanes", args=[run.trace_id]),
+        "slot_note": selectors.run_slot_notes(runs=[run]).get(run.pk, ""),
     }
     signal = composition["signal"]
     context = {

@@ -15,6 +15,7 @@ from django.conf import settings
 
 import tests.graphs  # registers the test nodes and graphs
 import tests.graphs_composition
+import tests.graphs_concurrency
 import tests.graphs_holes  # registers the graphs of the review's regression tests
 import tests.graphs_replay  # noqa: F401 - registers the replay test graphs
 

@@ -142,6 +142,7 @@ class GraphSpec:
     run_timeout: float | None = None
     determinism: str = "warn"
     joins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    concurrency: dict[str, Any] | None = None
 
     def definition(self, registry: NodeRegistry = NODES) -> dict[str, Any]:
         nodes = []
@@ -167,6 +168,8 @@ class GraphSpec:
         # Only when it is not the default, so the graphs stored before the setting existed keep their hash.
         if self.determinism != "warn":
             definition["determinism"] = self.determinism
+        if self.concurrency is not None:
+            definition["concurrency"] = dict(self.concurrency)
         return definition
 
 
@@ -199,6 +202,7 @@ def graph(
     run_timeout: float | None = None,
     determinism: str = "warn",
     joins: dict[str, dict[str, Any]] | None = None,
+    concurrency: dict[str, Any] | None = None,
     register: bool = True,
 ) -> GraphSpec:
     """Declare a graph from ``(source, target[, label])`` edges; ``END`` ends a run.
@@ -210,6 +214,8 @@ def graph(
     ``joins`` marks join nodes and their settings (runs.engine.composition): node name ->
     ``{"mode": "all"|"any"|"first", "k": 2, "reducers": {"answers": "append"}, "errors": "fail"|"collect"}``.
     Several edges with the same label (or unlabelled) from one node fan out to their targets at once.
+    ``concurrency`` limits runs per key computed from the input (runs.engine.concurrency):
+    ``{"key": "input.service", "limit": 1, "rate": {"starts": 10, "per_seconds": 60}}``.
     """
     edge_objs = [Edge(e[0], e[1], e[2] if len(e) > 2 else None) for e in edges]  # type: ignore[misc]
     if nodes is None:
@@ -230,6 +236,7 @@ def graph(
         run_timeout=run_timeout,
         determinism=determinism,
         joins=dict(joins or {}),
+        concurrency=dict(concurrency) if concurrency is not None else None,
     )
     if register:
         GRAPHS.register(spec)

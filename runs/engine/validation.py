@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 
 from runs.engine.composition import BUILTIN_REDUCERS, MAX_FANOUT, CompositionError, fanout_join, known_reducer
+from runs.engine.concurrency import declaration_problems
 from runs.engine.determinism import MODES as DETERMINISM_MODES
 from runs.engine.errors import GraphValidationError, RoutingError
 from runs.engine.graph import DEFAULT_MAX_STEPS, END, NODES, NodeRegistry
@@ -82,6 +83,8 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         "run_timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
         # Absent means "warn"; not filled in, so definitions stored without it keep their hash.
         "determinism": {"enum": list(DETERMINISM_MODES)},
+        # Absent means no concurrency key nor rate (runs.engine.concurrency checks what is inside).
+        "concurrency": {"type": "object"},
     },
 }
 
@@ -174,6 +177,7 @@ def validate_definition(definition: Any, registry: NodeRegistry = NODES) -> dict
                 if n in reachable and n not in reaches_end:
                     problems.append(f"no path to END from node {n!r}")
 
+    problems.extend(declaration_problems(definition.get("concurrency")))
     try:
         jsonschema.Draft202012Validator.check_schema(definition.get("input_schema", {"type": "object"}))
     except jsonschema.SchemaError as exc:

@@ -4,17 +4,25 @@ about queues, caps and workers are runs.selectors).
 A run is runnable when it is PENDING or RUNNING, not a branch held back by its
 fan-out's limit, nobody holds a live lease on it, and any retry backoff has passed. ``run_claim`` succeeds for exactly
 one caller (``update(...) == 1``); the checkpointer's writes are fenced by
-the same owner column.
+the same owner column. A PENDING run with a concurrency key, or of a graph with a cap, starts
+only in its slot (the section "slots" below).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, When, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from runs.engine import statemachine as sm
@@ -55,21 +63,6 @@ def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) ->
         == 1
     )
     return claimed and (not crashed or crash_claimed(run_id=run_id, owner=owner))
-
-
-_CLAIM_NEXT_SQL = """
-UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
-       crash_count = r.crash_count + CASE WHEN c.previous <> '' THEN 1 ELSE 0 END
-  FROM (SELECT id, lease_owner AS previous FROM runs_run
-         WHERE status IN ('PENDING', 'RUNNING') AND NOT held
-           AND (lease_expires_at IS NULL OR lease_expires_at < %s)
-           AND (not_before IS NULL OR not_before <= %s)
-         ORDER BY queued_at, id
-         LIMIT 1
-           FOR UPDATE SKIP LOCKED) c
- WHERE r.id = c.id
-RETURNING r.id, c.previous <> ''
-"""
 
 
 def crash_claimed(*, run_id: int, owner: str) -> bool:
@@ -117,106 +110,294 @@ def crash_claimed(*, run_id: int, owner: str) -> bool:
 def run_claim_next(*, owner: str, lease_seconds: float | None = None) -> int | None:
     """Claim the oldest runnable run (by queue position); None when there is none.
 
-    With no graph caps configured, PostgreSQL claims in one statement with SKIP
-    LOCKED (concurrent claimers take different runs). With caps, candidates are
-    tried oldest first and a capped graph's runs start under its cap's row lock.
+    A run that needs a slot (see :func:`slot_of`) starts only through :func:`_claim_in_slot`, the oldest
+    of its key first; those are tried first while any wait (a per-process flag re-read twice a second,
+    and whenever nothing else is runnable). Every other run is claimed by :func:`_claim_next_free`: on
+    PostgreSQL one statement with SKIP LOCKED (concurrent claimers take different runs).
     """
     caps = graph_caps()
-    if connection.vendor == "postgresql" and not caps:
+    gated = _slots_waiting(caps)
+    if gated:
+        run_id = _claim_next_in_slots(owner=owner, lease_seconds=lease_seconds, caps=caps)
+        if run_id is not None:
+            return run_id
+    run_id = _claim_next_free(owner=owner, lease_seconds=lease_seconds, caps=caps)
+    if run_id is None and not gated and _slots_waiting(caps, fresh=True):
+        return _claim_next_in_slots(owner=owner, lease_seconds=lease_seconds, caps=caps)
+    return run_id
+
+
+def run_claim_hinted(*, run_id: int, owner: str, lease_seconds: float | None = None) -> bool:
+    """Claim a run a wake-up message named, in its slot if it needs one."""
+    caps = graph_caps()
+    row = Run.objects.filter(pk=run_id).values(*_SLOT_FIELDS).first()
+    if row is None:
+        return False
+    slot = slot_of(row, caps)
+    if slot is None:
+        return run_claim(run_id=run_id, owner=owner, lease_seconds=lease_seconds)
+    return _claim_in_slot(run_id=run_id, owner=owner, slot=slot, lease_seconds=lease_seconds) == CLAIMED
+
+
+# -- slots: concurrency keys, rate limits and graph caps -------------------------------------------
+#
+# A PENDING run needs a slot when it has a concurrency key (runs.engine.concurrency), or when it is a
+# plain run with no key of a graph that has a GraphLimit row: the key-less case, whose key is the
+# graph's name. Branches never need one, and a child run only under a key of its own (run_create):
+# they run in their spawner's slot. A slot is held from the start to the end of the run (RUNNING and
+# WAITING, or PENDING with a live lease: claimed, not yet started), so a run that waits for an approval
+# keeps it.
+
+CLAIMED, FULL, NOT_NOW = "claimed", "full", "not_now"
+_SLOT_FIELDS = ("status", "kind", "concurrency_key", "concurrency_limit", "concurrency_rate", "graph__name")
+
+
+@dataclass(frozen=True)
+class SlotRule:
+    key: str
+    limit: int | None
+    rate: dict[str, Any] | None
+
+
+def slot_of(row: dict[str, Any], caps: dict[str, int]) -> SlotRule | None:
+    """The slot a run (a dict of ``_SLOT_FIELDS``) needs to start, or None."""
+    if row["status"] != sm.PENDING:
+        return None
+    if row["concurrency_key"]:
+        key = row["concurrency_key"]
+        limit = caps.get(key, row["concurrency_limit"])  # a GraphLimit row overrides a key-less declaration
+        return SlotRule(key=key, limit=limit, rate=row["concurrency_rate"])
+    if row["kind"] == Run.KIND_RUN and row["graph__name"] in caps:
+        return SlotRule(key=row["graph__name"], limit=caps[row["graph__name"]], rate=None)
+    return None
+
+
+def gated(caps: dict[str, int]) -> Q:
+    """PENDING runs that need a slot to start."""
+    needs = ~Q(concurrency_key="")
+    if caps:
+        needs |= Q(concurrency_key="", kind=Run.KIND_RUN, graph__name__in=list(caps))
+    return Q(status=sm.PENDING) & needs
+
+
+def slot_members(key: str, caps: dict[str, int]) -> Q:
+    """The runs that take slot ``key``."""
+    members = Q(concurrency_key=key)
+    if key in caps:
+        members |= Q(concurrency_key="", kind=Run.KIND_RUN, graph__name=key)
+    return members
+
+
+def in_flight_q(now: dt.datetime) -> Q:
+    return Q(status__in=[sm.RUNNING, sm.WAITING]) | Q(status=sm.PENDING, lease_expires_at__gt=now)
+
+
+def slot_expression() -> Case:
+    """A run's slot in SQL: its key, else its graph's name (meaningful for the runs ``gated`` selects)."""
+    return Case(When(concurrency_key="", then=F("graph__name")), default=F("concurrency_key"), output_field=CharField())
+
+
+def slot_in_flight(*, key: str, caps: dict[str, int] | None = None) -> int:
+    members = slot_members(key, graph_caps() if caps is None else caps)
+    return Run.objects.filter(members, in_flight_q(timezone.now())).count()
+
+
+_gated_cache: tuple[float, bool] = (0.0, False)
+
+
+def _slots_waiting(caps: dict[str, int], *, fresh: bool = False) -> bool:
+    """Whether any run waits for a slot (re-read at most twice a second unless ``fresh``)."""
+    global _gated_cache
+    if fresh or time.monotonic() - _gated_cache[0] > 0.5:
+        _gated_cache = (time.monotonic(), Run.objects.filter(gated(caps), held=False).exists())
+    return _gated_cache[1]
+
+
+def _claim_next_in_slots(*, owner: str, lease_seconds: float | None, caps: dict[str, int]) -> int | None:
+    """Start the oldest run first in its slot among the slots with room; None if every slot is full.
+
+    Heads are found ignoring ``not_before`` (a head waiting for its rate keeps its place) and the
+    counts are read without the lock, so a slot that looks full is not even tried; the claim recounts.
+    """
+    now = timezone.now()
+    slot = slot_expression()
+    heads = list(
+        Run.objects.filter(gated(caps), held=False)
+        .annotate(slot=slot, rank=Window(RowNumber(), partition_by=[slot], order_by=[F("queued_at"), F("id")]))
+        .filter(rank=1)
+        .order_by("queued_at", "id")
+        .values("pk", "not_before", "lease_expires_at", *_SLOT_FIELDS)
+    )
+    ready = [
+        h for h in heads
+        if (h["not_before"] is None or h["not_before"] <= now)
+        and (h["lease_expires_at"] is None or h["lease_expires_at"] < now)
+    ]
+    if not ready:
+        return None
+    rules = {h["pk"]: slot_of(h, caps) for h in ready}
+    busy = _in_flight_by_slot([r.key for r in rules.values() if r is not None], caps, now)
+    for head in ready:
+        rule = rules[head["pk"]]
+        if rule is None or (rule.limit is not None and busy.get(rule.key, 0) >= rule.limit):
+            continue
+        if _claim_in_slot(run_id=head["pk"], owner=owner, slot=rule, lease_seconds=lease_seconds) == CLAIMED:
+            return int(head["pk"])
+    return None
+
+
+def _in_flight_by_slot(keys: list[str], caps: dict[str, int], now: dt.datetime) -> dict[str, int]:
+    if not keys:
+        return {}
+    members = Q(concurrency_key__in=keys)
+    capped = [k for k in keys if k in caps]
+    if capped:
+        members |= Q(concurrency_key="", kind=Run.KIND_RUN, graph__name__in=capped)
+    rows = (
+        Run.objects.filter(members, in_flight_q(now))
+        .annotate(slot=slot_expression())
+        .order_by()
+        .values("slot")
+        .annotate(n=Count("id"))
+    )
+    return {r["slot"]: r["n"] for r in rows}
+
+
+def _claim_in_slot(*, run_id: int, owner: str, slot: SlotRule, lease_seconds: float | None) -> str:
+    """Claim and start ``run_id`` in ``slot`` if it has room, its rate allows and it is the slot's oldest run.
+
+    The slot's lock serializes the count and the claim (pg_advisory_xact_lock on PostgreSQL; a process
+    lock elsewhere, where one process runs the workers); a claimed run counts (PENDING with a live lease)
+    and it turns RUNNING under the same lock, so two workers cannot both take the last slot and a slot's
+    runs start in exactly their submission order. A run over its rate gets ``not_before`` when the
+    oldest start in the period leaves it, so no worker polls for it before then.
+    """
+    try:
+        with _slot_lock(slot.key):
+            return _claim_and_start_in_slot(run_id=run_id, owner=owner, slot=slot, lease_seconds=lease_seconds)
+    except LeaseLost:  # a signal (BaseException): another worker holds it after all; nothing was committed
+        return NOT_NOW
+
+
+_LOCAL_SLOTS = threading.Lock()
+
+
+@contextmanager
+def _slot_lock(key: str) -> Iterator[None]:
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_id(key)])
+            yield
+    else:
+        with _LOCAL_SLOTS, transaction.atomic():
+            yield
+
+
+def _lock_id(key: str) -> int:
+    """A signed 64-bit number for the slot (a collision only makes two slots wait for each other's lock)."""
+    return int.from_bytes(hashlib.sha256(f"cmo-slot:{key}".encode()).digest()[:8], "big", signed=True)
+
+
+def _claim_and_start_in_slot(*, run_id: int, owner: str, slot: SlotRule, lease_seconds: float | None) -> str:
+    caps = graph_caps()
+    members = Run.objects.filter(slot_members(slot.key, caps))
+    now = timezone.now()
+    if slot.limit is not None and members.filter(in_flight_q(now)).count() >= slot.limit:
+        return FULL
+    first = members.filter(status=sm.PENDING, held=False).order_by("queued_at", "id").values_list("pk", flat=True)
+    if first.first() != run_id:
+        return NOT_NOW  # an older run of this slot goes first (submission order)
+    if slot.rate:
+        free_at = _rate_free_at(members, slot.rate, now)
+        if free_at is not None:
+            _wait_for_rate(run_id=run_id, key=slot.key, rate=slot.rate, free_at=free_at)
+            return FULL
+    if not run_claim(run_id=run_id, owner=owner, lease_seconds=lease_seconds):
+        return NOT_NOW
+    run_transition(
+        run_id=run_id,
+        target=sm.RUNNING,
+        expect_owner=owner,
+        message="started",
+        detail={"worker": owner, "slot": slot.key},
+        extra={"last_worker": owner},
+    )
+    return CLAIMED
+
+
+def _rate_free_at(members: QuerySet[Run], rate: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
+    """When the next start is allowed, or None for now: the oldest of the last ``starts`` starts, plus the period."""
+    period = dt.timedelta(seconds=float(rate["per_seconds"]))
+    starts = int(rate["starts"])
+    recent = list(
+        members.filter(started_at__gt=now - period).order_by("-started_at").values_list("started_at", flat=True)[
+            :starts
+        ]
+    )
+    oldest = recent[-1] if len(recent) >= starts else None
+    return None if oldest is None else oldest + period
+
+
+def _wait_for_rate(*, run_id: int, key: str, rate: dict[str, Any], free_at: dt.datetime) -> None:
+    Run.objects.filter(pk=run_id).update(not_before=free_at)
+    run_event_add(
+        run_id=run_id,
+        kind="rate_limited",
+        message=f"key {key} allows {rate['starts']} starts per {rate['per_seconds']:g} s; "
+        f"starts at {free_at.isoformat(timespec='seconds')}",
+        detail={"key": key, "rate": rate, "not_before": free_at.isoformat()},
+    )
+
+
+_CLAIM_FREE_SQL = """
+UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
+       crash_count = r.crash_count + CASE WHEN c.previous <> '' THEN 1 ELSE 0 END
+  FROM (SELECT id, lease_owner AS previous FROM runs_run
+         WHERE status IN ('PENDING', 'RUNNING') AND NOT held
+           AND (lease_expires_at IS NULL OR lease_expires_at < %s)
+           AND (not_before IS NULL OR not_before <= %s)
+           AND (status <> 'PENDING' OR concurrency_key = ''){capped}
+         ORDER BY queued_at, id
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED) c
+ WHERE r.id = c.id
+RETURNING r.id, c.previous <> ''
+"""
+_CAPPED_SQL = """
+           AND (status <> 'PENDING' OR kind <> 'run' OR graph_id NOT IN (
+                SELECT g.id FROM runs_graph g JOIN runs_graphlimit l ON l.graph_name = g.name))"""
+_CLAIM_NEXT_SQL = _CLAIM_FREE_SQL.format(capped="")
+_CLAIM_NEXT_CAPPED_SQL = _CLAIM_FREE_SQL.format(capped=_CAPPED_SQL)
+
+
+def _claim_next_free(*, owner: str, lease_seconds: float | None, caps: dict[str, int]) -> int | None:
+    """Claim the oldest runnable run that needs no slot."""
+    if connection.vendor == "postgresql":
         now = timezone.now()
         expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
         with connection.cursor() as cur:
-            cur.execute(_CLAIM_NEXT_SQL, [owner, expires, now, now])
+            cur.execute(_CLAIM_NEXT_CAPPED_SQL if caps else _CLAIM_NEXT_SQL, [owner, expires, now, now])
             row = cur.fetchone()
         if row is None:
             return None
         if row[1] and not crash_claimed(run_id=int(row[0]), owner=owner):
             return None  # failed or pushed back; the runner looks again at its next poll
         return int(row[0])
-    capped_full: set[str] = set()
-    candidates = runnable().order_by("queued_at", "id").values_list("pk", "status", "graph__name")
-    for run_id, status, graph_name in candidates[:50]:
-        if status == sm.PENDING and graph_name in caps:
-            if graph_name in capped_full:
-                continue
-            if not _claim_under_cap(run_id=run_id, owner=owner, graph_name=graph_name, lease_seconds=lease_seconds):
-                capped_full.add(graph_name)
-                continue
-            return int(run_id)
+    candidates = runnable().exclude(gated(caps)).order_by("queued_at", "id").values_list("pk", flat=True)
+    for run_id in candidates[:50]:
         if run_claim(run_id=run_id, owner=owner, lease_seconds=lease_seconds):
             return int(run_id)
     return None
 
 
-def run_claim_hinted(*, run_id: int, owner: str, lease_seconds: float | None = None) -> bool:
-    """Claim a run a wake-up message named, respecting its graph's cap."""
-    caps = graph_caps()
-    if caps:
-        row = Run.objects.filter(pk=run_id).values_list("status", "graph__name").first()
-        if row is not None and row[0] == sm.PENDING and row[1] in caps:
-            return _claim_under_cap(run_id=run_id, owner=owner, graph_name=row[1], lease_seconds=lease_seconds)
-    return run_claim(run_id=run_id, owner=owner, lease_seconds=lease_seconds)
-
-
-def _claim_under_cap(*, run_id: int, owner: str, graph_name: str, lease_seconds: float | None) -> bool:
-    """Start a capped graph's run only while fewer than its cap are in flight.
-
-    The cap row's lock serializes the count and the claim, and a claimed run
-    counts (PENDING with a live lease) before it turns RUNNING, so two workers
-    cannot both take the last slot. Runs start oldest first.
-    """
-    try:
-        return _claim_and_start_under_cap(
-            run_id=run_id, owner=owner, graph_name=graph_name, lease_seconds=lease_seconds
-        )
-    except LeaseLost:  # a signal (BaseException): another worker holds it after all; nothing was committed
-        return False
-
-
-def _claim_and_start_under_cap(*, run_id: int, owner: str, graph_name: str, lease_seconds: float | None) -> bool:
-    with transaction.atomic():
-        limit = (
-            GraphLimit.objects.select_for_update()
-            .filter(graph_name=graph_name)
-            .values_list("max_running", flat=True)
-            .first()
-        )
-        if limit is not None and graph_in_flight(graph_name=graph_name) >= limit:
-            return False
-        oldest = runnable().filter(status=sm.PENDING, graph__name=graph_name).order_by("queued_at", "id")
-        first = oldest.values_list("pk", flat=True).first()
-        if first != run_id:
-            return False  # an older run of this graph goes first (submission order)
-        if not run_claim(run_id=run_id, owner=owner, lease_seconds=lease_seconds):
-            return False
-        # Start it under the cap's lock too, so capped runs start in exactly the order they were claimed.
-        run_transition(
-            run_id=run_id,
-            target=sm.RUNNING,
-            expect_owner=owner,
-            message="started",
-            detail={"worker": owner},
-            extra={"last_worker": owner},
-        )
-        return True
-
-
-def graph_in_flight(*, graph_name: str) -> int:
-    now = timezone.now()
-    return (
-        Run.objects.filter(graph__name=graph_name)
-        .filter(Q(status=sm.RUNNING) | Q(status=sm.PENDING, lease_expires_at__gt=now))
-        .count()
-    )
-
-
 _caps_cache: tuple[float, dict[str, int]] = (0.0, {})
 
 
-def graph_caps() -> dict[str, int]:
-    """graph name -> max running, re-read at most once a second."""
+def graph_caps(*, fresh: bool = False) -> dict[str, int]:
+    """graph name -> max running, re-read at most once a second (``fresh``: now)."""
     global _caps_cache
-    if time.monotonic() - _caps_cache[0] > 1.0:
+    if fresh or time.monotonic() - _caps_cache[0] > 1.0:
         _caps_cache = (time.monotonic(), dict(GraphLimit.objects.values_list("graph_name", "max_running")))
     return _caps_cache[1]
 

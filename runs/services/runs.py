@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from cmo_site.shared.live import run_wake
 from runs.engine import statemachine as sm
+from runs.engine.concurrency import NO_SLOT, KeyPathError, Slot, declaration_problems
+from runs.engine.concurrency import run_slot as concurrency_slot
 from runs.engine.errors import CMOError, NotJSONError
 from runs.engine.graph import DEFAULT_MAX_STEPS
 from runs.engine.hashing import normalize_text
@@ -70,9 +72,11 @@ def run_start(
     run_timeout: float | None = None,
     spawn: dict[str, Any] | None = None,
     history: dict[str, Any] | None = None,
+    concurrency: dict[str, Any] | None = None,
 ) -> Run:
     """Create a PENDING run and wake a worker after commit (``spawn``: the fields of a child run, see
-    runs.services.spawn; ``history``: more of its context).
+    runs.services.spawn; ``history``: more of its context; ``concurrency``: a declaration that replaces
+    the graph's, see :func:`run_create`).
 
     The run exists durably when this returns: a lost wake-up only delays it
     until a worker polls or the scheduler sweeps. Raises Graph.DoesNotExist,
@@ -94,6 +98,7 @@ def run_start(
         history=history,
         detail={"graph": graph.name, "version": graph.version},
         spawn=spawn,
+        concurrency=concurrency,
     )
 
 
@@ -120,6 +125,7 @@ def run_create(
     detail: dict[str, Any] | None = None,
     restore: dict[str, Any] | None = None,
     spawn: dict[str, Any] | None = None,
+    concurrency: dict[str, Any] | None = None,
 ) -> Run:
     """The one way a run comes to exist: started, forked, imported (and later scheduled, or a child run).
 
@@ -129,7 +135,12 @@ def run_create(
     run timeout, has its "created" event and wakes a worker after commit. With ``restore`` (the
     fields an import copies from a bundle, its status an ended one) nothing wakes and the caller
     writes the events. Callers validate ``data`` first.
+
+    Its concurrency key comes from ``concurrency`` (a schedule's or a hook's declaration) or else the
+    graph's, computed from ``data`` (:func:`run_slot`); InvalidInput naming the key path, before anything
+    is written, when the input has no usable value there.
     """
+    slot = run_slot(graph=graph, data=data, concurrency=concurrency, parent=parent, restore=restore, spawn=spawn)
     actor = actor_name(user)
     timeout = run_timeout if run_timeout is not None else graph.definition.get("run_timeout")
     fields: dict[str, Any] = {
@@ -145,6 +156,9 @@ def run_create(
         "parent_step": parent_step,
         "created_by": user if actor else None,
         "context": {"user": actor, "role": role, **(history or {})},
+        "concurrency_key": slot.key,
+        "concurrency_limit": slot.limit,
+        "concurrency_rate": slot.rate,
         **(spawn or {}),
         **(restore or {}),
     }
@@ -156,6 +170,51 @@ def run_create(
             )
             run_wake(run.pk)
     return run
+
+
+def run_slot(
+    *,
+    graph: Graph,
+    data: Any,
+    concurrency: dict[str, Any] | None,
+    parent: Run | None = None,
+    restore: dict[str, Any] | None = None,
+    spawn: dict[str, Any] | None = None,
+) -> Slot:
+    """The concurrency slot a new run takes (runs.engine.concurrency): ``concurrency`` or the graph's declaration.
+
+    A fork does the work of the run it forks, so it keeps that run's key (its input is a later state); an
+    imported run has ended and takes none. A child run whose key is one its spawners hold runs in their
+    slot (waiting for it would wait for itself); branches are created elsewhere and have none.
+    """
+    if restore is not None:
+        return NO_SLOT
+    if parent is not None and concurrency is None:
+        return Slot(key=parent.concurrency_key, limit=parent.concurrency_limit, rate=parent.concurrency_rate)
+    declaration = concurrency if concurrency is not None else graph.definition.get("concurrency")
+    problems = declaration_problems(declaration)
+    if problems:
+        raise InvalidInput([{"path": "concurrency", "message": p} for p in problems])
+    try:
+        slot = concurrency_slot(graph_name=graph.name, declaration=declaration, data=data)
+    except KeyPathError as exc:
+        raise InvalidInput([{"path": exc.path, "message": exc.message}]) from None
+    spawner = (spawn or {}).get("spawned_by")
+    if slot.key and spawner is not None and slot.key in _spawner_keys(spawner):
+        return NO_SLOT
+    return slot
+
+
+def _spawner_keys(run: Run, depth: int = 32) -> set[str]:
+    keys = {run.concurrency_key}
+    ids = [run.spawned_by_id]
+    while ids[-1] is not None and len(ids) < depth:
+        row = Run.objects.filter(pk=ids[-1]).values_list("concurrency_key", "spawned_by_id").first()
+        if row is None:
+            break
+        keys.add(row[0])
+        ids.append(row[1])
+    return keys - {""}
 
 
 def run_abort(*, run: Run, actor: str = "") -> Run:

@@ -31,6 +31,9 @@ class ScheduleIn(StrictIn):
     catchup: Literal["all", "latest"] = Field("all", description="after downtime: every missed slot, or the latest")
     catchup_window_seconds: int = Field(60, ge=1, le=MAX_INT, description="how late a slot may still fire")
     description: str = Field("", max_length=500)
+    concurrency: dict[str, Any] | None = Field(
+        None, description="its runs' key and limits, as a graph declares them: {\"key\": \"input.x\", \"limit\": 1}"
+    )
 
 
 class ScheduleCreateIn(ScheduleIn):
@@ -51,6 +54,7 @@ class ScheduleOut(Schema):
     overlap: Overlap
     catchup: Literal["all", "latest"]
     catchup_window_seconds: int
+    concurrency: dict[str, Any] | None
     paused: bool
     note: str
     owner: str | None

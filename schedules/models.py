@@ -46,6 +46,9 @@ class Schedule(models.Model):
     overlap = models.CharField(max_length=20, choices=OVERLAP_CHOICES, default=SKIP)
     catchup = models.CharField(max_length=10, choices=CATCHUP_CHOICES, default=CATCHUP_ALL)
     catchup_window_seconds = models.PositiveIntegerField(default=60)
+    concurrency = models.JSONField(
+        null=True, blank=True, help_text="its runs' key and limits, e.g. {\"key\": \"input.service\", \"limit\": 1}"
+    )
     paused = models.BooleanField(default=False)
     note = models.CharField(max_length=500, blank=True, help_text="why it was paused, by whom")
     owner = models.ForeignKey(

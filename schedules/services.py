@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from cmo_site.shared.permissions import OPERATE, can, roles_allow, user_roles
 from runs.engine import statemachine as sm
+from runs.engine.concurrency import KeyPathError, declaration_problems, run_slot
 from runs.engine.errors import CMOError
 from runs.models import Graph, Run
 from runs.services.graphs import graph_resolve
@@ -75,6 +76,7 @@ class Fields:
     catchup: str
     catchup_window_seconds: int
     description: str = ""
+    concurrency: dict[str, Any] | None = None
 
 
 # -- reading the clock ----------------------------------------------------------------------------
@@ -139,6 +141,7 @@ def schedule_check(*, data: dict[str, Any], user: Any, role: str) -> Fields:
         )
     graph_name = str(data.get("graph") or "").strip()
     version = data.get("version")
+    concurrency = data.get("concurrency")
     data_in = data.get("input", {})
     try:
         graph = graph_resolve(name=graph_name, version=version)
@@ -149,6 +152,8 @@ def schedule_check(*, data: dict[str, Any], user: Any, role: str) -> Fields:
             data_in = run_input_check(graph=graph, data=data_in)
         except InvalidInput as exc:
             errors += [{"field": "input" + e["path"].removeprefix("$"), "message": e["message"]} for e in exc.errors]
+        else:
+            errors += _concurrency_errors(graph_name, concurrency, data_in)
     if not can(user, OPERATE) or not roles_allow({role}, OPERATE):
         errors.append({"field": "owner", "message": "only an operator or an admin owns a schedule"})
     if errors:
@@ -165,7 +170,19 @@ def schedule_check(*, data: dict[str, Any], user: Any, role: str) -> Fields:
         catchup=catchup,
         catchup_window_seconds=window,
         description=str(data.get("description") or "")[:500],
+        concurrency=concurrency,
     )
+
+
+def _concurrency_errors(graph_name: str, declaration: Any, data: Any) -> list[dict[str, str]]:
+    """The problems of a schedule's concurrency declaration, including a key its input does not have."""
+    problems = declaration_problems(declaration)
+    if not problems and declaration is not None:
+        try:
+            run_slot(graph_name=graph_name, declaration=declaration, data=data)
+        except KeyPathError as exc:
+            problems = [str(exc)]
+    return [{"field": "concurrency", "message": p} for p in problems]
 
 
 def schedule_create(*, name: str, fields: Fields, user: Any, role: str, paused: bool = False) -> Schedule:
@@ -252,6 +269,7 @@ def _start(schedule: Schedule, fire: ScheduleFire, user: Any, role: str) -> None
             user=user,
             role=role,
             history={"schedule": schedule.name, "schedule_slot": fire.slot.isoformat(), "schedule_fire": fire.kind},
+            concurrency=schedule.concurrency,
         )
     except (Graph.DoesNotExist, CMOError) as exc:
         fire.outcome, fire.reason = ScheduleFire.FAILED, f"the run could not start: {exc}"

@@ -43,6 +43,11 @@ def _form_data(post: QueryDict) -> tuple[dict[str, Any], list[dict[str, str]]]:
         data["input"] = parse_json(post.get("input", "") or "{}", what="the input")
     except JSONInputError as exc:
         errors.append({"field": "input", "message": exc.message})
+    concurrency = post.get("concurrency", "").strip()
+    try:
+        data["concurrency"] = parse_json(concurrency, what="the concurrency") if concurrency else None
+    except JSONInputError as exc:
+        errors.append({"field": "concurrency", "message": exc.message})
     return data, errors
 
 
@@ -59,6 +64,7 @@ def _form(request: HttpRequest, *, schedule: Schedule | None) -> HttpResponse:
                                                   "version")},
             "graph": schedule.graph_name,
             "input": json.dumps(schedule.input, indent=2),
+            "concurrency": json.dumps(schedule.concurrency) if schedule.concurrency else "",
             "timing": "interval" if schedule.interval_seconds else "cron",
         }
     if request.method == "POST":

@@ -293,3 +293,19 @@ def test_the_demo_schedule_is_made_once_for_the_demo_admin() -> None:
     schedule = Schedule.objects.get()
     assert schedule.name == "research-hourly" and schedule.owner_role == "admin" and not schedule.paused
     assert [t.minute for t in services.next_fire_times(schedule=schedule)] == [0] * 5
+
+
+def test_a_schedule_gives_its_runs_its_concurrency_key_and_refuses_one_its_input_lacks() -> None:
+    schedule = _schedule("keyed", overlap="allow_all", concurrency={"key": "input.target", "limit": 1})
+    services.schedules_fire_due(now=T0 + dt.timedelta(seconds=6))
+    runs = list(Run.objects.filter(pk__in=schedule.fires.values("run_id")))
+    assert len(runs) == 2 and {r.concurrency_key for r in runs} == {"t-count:1"}
+    owner = user_with("keyless-owner", "operator")
+    for declaration, message in [
+        ({"key": "input.service", "limit": 1}, "input.service"),
+        ({"key": "input.target"}, "needs a limit, a rate or both"),
+    ]:
+        data = {"graph": "t-count", "input": {"target": 1}, "interval_seconds": 5, "concurrency": declaration}
+        with pytest.raises(services.ScheduleInvalid, match="concurrency") as refused:
+            services.schedule_check(data=data, user=owner, role="operator")
+        assert message in str(refused.value)

@@ -19,8 +19,8 @@ from ninja.responses import NinjaJSONEncoder
 from approvals.api import router as approvals_router
 from cmo_site.shared.api import StorableJSONParser, caller, errors, install_error_handlers, requires
 from cmo_site.shared.permissions import VIEW
-from replay.api import router as replay_router
 from hooks.api import router as hooks_router
+from replay.api import router as replay_router
 from runs.api import router as runs_router
 from schedules.api import router as schedules_router
 

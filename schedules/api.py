@@ -12,7 +12,6 @@ from ninja import Field, Query, Router, Schema, Status
 from cmo_site.shared.api import MAX_INT, StrictIn, caller, check_storable, errors, requires
 from cmo_site.shared.permissions import OPERATE, VIEW
 from schedules import selectors, services
-from schedules.models import Schedule
 
 router = Router(tags=["schedules"])
 
@@ -115,7 +114,7 @@ def schedule_list(request: HttpRequest) -> dict[str, Any]:
     return {"schedules": [selectors.schedule_out(s) for s in selectors.schedule_list()]}
 
 
-@router.post("/schedules", response={201: ScheduleOut, **errors(403, 409, 422)}, auth=requires(OPERATE))
+@router.post("/schedules", response={201: ScheduleOut, **errors(400, 403, 409, 413, 415, 422)}, auth=requires(OPERATE))
 def schedule_create(request: HttpRequest, body: ScheduleCreateIn) -> Status[dict[str, Any]]:
     """Create a schedule; you own it, and its runs execute with the role you act with now."""
     principal = caller(request)
@@ -131,7 +130,11 @@ def schedule_get(request: HttpRequest, name: str) -> dict[str, Any]:
     return selectors.schedule_out(selectors.schedule_or_404(name))
 
 
-@router.put("/schedules/{name}", response={200: ScheduleOut, **errors(403, 404, 422)}, auth=requires(OPERATE))
+@router.put(
+    "/schedules/{name}",
+    response={200: ScheduleOut, **errors(400, 403, 404, 413, 415, 422)},
+    auth=requires(OPERATE),
+)
 def schedule_update(request: HttpRequest, name: str, body: ScheduleIn) -> dict[str, Any]:
     """Replace what a schedule does and when; you become its owner (its runs execute with your role)."""
     principal = caller(request)
@@ -143,14 +146,25 @@ def schedule_update(request: HttpRequest, name: str, body: ScheduleIn) -> dict[s
     return selectors.schedule_out(updated)
 
 
-@router.delete("/schedules/{name}", response={204: None, **errors(403, 404)}, auth=requires(OPERATE))
-def schedule_delete(request: HttpRequest, name: str) -> Status[None]:
+class DeletedOut(Schema):
+    name: str
+    fires_deleted: int = Field(description="its record of fires, deleted with it (its runs stay)")
+
+
+@router.delete("/schedules/{name}", response={200: DeletedOut, **errors(403, 404)}, auth=requires(OPERATE))
+def schedule_delete(request: HttpRequest, name: str) -> dict[str, Any]:
     """Delete a schedule and its record of fires (its runs stay)."""
-    Schedule.objects.filter(pk=selectors.schedule_or_404(name).pk).delete()
-    return Status(204, None)
+    schedule = selectors.schedule_or_404(name)
+    fires = schedule.fires.count()
+    schedule.delete()
+    return {"name": name, "fires_deleted": fires}
 
 
-@router.post("/schedules/{name}/pause", response={200: ScheduleOut, **errors(403, 404, 422)}, auth=requires(OPERATE))
+@router.post(
+    "/schedules/{name}/pause",
+    response={200: ScheduleOut, **errors(400, 403, 404, 413, 415, 422)},
+    auth=requires(OPERATE),
+)
 def schedule_pause(request: HttpRequest, name: str, body: PauseIn) -> dict[str, Any]:
     schedule = selectors.schedule_or_404(name)
     schedule = services.schedule_pause(schedule=schedule, user=caller(request).user, note=body.note)
@@ -174,7 +188,11 @@ def schedule_trigger(request: HttpRequest, name: str) -> Status[dict[str, Any]]:
     return Status(201, selectors.fire_out(fire))
 
 
-@router.post("/schedules/{name}/backfill", response={200: BackfillOut, **errors(403, 404, 422)}, auth=requires(OPERATE))
+@router.post(
+    "/schedules/{name}/backfill",
+    response={200: BackfillOut, **errors(400, 403, 404, 413, 415, 422)},
+    auth=requires(OPERATE),
+)
 def schedule_backfill(request: HttpRequest, name: str, body: BackfillIn) -> dict[str, int]:
     """Fire every slot in a past range (at most 1,000) once each; the runs execute as you."""
     principal = caller(request)

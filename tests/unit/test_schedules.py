@@ -198,7 +198,7 @@ def test_the_api_creates_reads_pauses_triggers_and_lists_fires() -> None:
     assert [f["kind"] for f in fires] == ["trigger"] and fires[0]["trace_id"]
     resumed = post_json(operator, "/api/schedules/api-every-min/resume").json()
     assert resumed["paused"] is False
-    assert operator.delete("/api/schedules/api-every-min").status_code == 204
+    assert operator.delete("/api/schedules/api-every-min").json() == {"name": "api-every-min", "fires_deleted": 1}
     assert operator.get("/api/schedules/api-every-min").status_code == 404
 
 

@@ -179,7 +179,8 @@ class Run(models.Model):
 
 
 class Step(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    # No index of its own: the unique (run, index) constraint serves every lookup by run (one index less per step).
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
     index = models.PositiveIntegerField()
     node = models.CharField(max_length=100)
     attempt = models.PositiveIntegerField(default=1)
@@ -207,7 +208,8 @@ class Step(models.Model):
 class Activity(models.Model):
     STATUS_CHOICES = [("completed", "completed"), ("failed", "failed"), ("pending", "pending")]
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activities")
+    # No index of its own: the unique (run, step, seq) constraint serves every lookup by run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activities", db_index=False)
     step = models.PositiveIntegerField()
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=40)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -344,9 +345,14 @@ class DjangoCheckpointer:
         """The step row and the run's position in one statement, one round trip (PostgreSQL).
 
         The UPDATE is fenced by the lease and feeds the INSERT, so a worker
-        that lost its lease inserts nothing; a single statement is atomic.
+        that lost its lease inserts nothing; a single statement is atomic. It is
+        sent with server-side parameters as a prepared statement (psycopg's
+        extended protocol): planned once per connection, and the state's JSON
+        travels as a parameter instead of being quoted into the SQL text.
         """
-        with connection.cursor() as cur:
+        connection.ensure_connection()
+        # Django's wrapper turns psycopg's errors into django.db's, which the retry and the fences catch.
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute(
                 _STEP_COMMIT_SQL,
                 [
@@ -370,6 +376,7 @@ class DjangoCheckpointer:
                     step.duration_ms,
                     step.error,
                 ],
+                prepare=True,
             )
             if cur.rowcount != 1:
                 raise LeaseLost(f"run {run_id} lease lost before step {step.index} committed")

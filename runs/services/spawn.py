@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from cmo_site.shared.live import run_wake
@@ -300,10 +300,17 @@ def _cancel_rest(run_id: int, fanout_step: int) -> None:
 
 def run_ended(run_id: int) -> None:
     """After a run ends: abort what it spawned and still runs (not detached children), settle who spawned it."""
-    row = Run.objects.filter(pk=run_id).values("spawned_by_id").first()
+    live_children = Run.objects.filter(spawned_by_id=OuterRef("pk"), status__in=sm.ACTIVE, detached=False)
+    row = (
+        Run.objects.filter(pk=run_id)
+        .values("spawned_by_id")
+        .annotate(cascade=Exists(live_children))
+        .first()
+    )  # one round trip for the common case: nobody spawned it and it left nothing running
     if row is None:
         return
-    for child in Run.objects.filter(spawned_by_id=run_id, status__in=sm.ACTIVE, detached=False):
+    children = Run.objects.filter(spawned_by_id=run_id, status__in=sm.ACTIVE, detached=False)
+    for child in children if row["cascade"] else ():
         try:
             run_abort(run=child, actor="cascade")
         except sm.InvalidTransition:

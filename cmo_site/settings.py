@@ -249,6 +249,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
+        "client_errors": {"()": "cmo_site.shared.log_format.ClientErrorFilter"},
         "context": {"()": "cmo_site.shared.log_format.ContextFilter"},
         "redact": {"()": "cmo_site.shared.log_format.RedactionFilter"},
     },
@@ -257,7 +258,11 @@ LOGGING = {
         "text": {"()": "cmo_site.shared.log_format.TextFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": CMO_LOG_FORMAT, "filters": ["context", "redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": CMO_LOG_FORMAT,
+            "filters": ["client_errors", "context", "redact"],
+        }
     },
     "root": {"handlers": ["console"], "level": env_str("CMO_LOG_LEVEL", "INFO").upper()},
     "loggers": {

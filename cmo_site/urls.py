@@ -20,3 +20,6 @@ urlpatterns = [
     path("", include("replay.urls")),
     path("", include("runs.urls")),
 ]
+
+handler403 = "cmo_site.shared.error_pages.permission_denied"
+handler404 = "cmo_site.shared.error_pages.page_not_found"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import sys
+import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -22,6 +26,24 @@ from runs.services.leases import gated, graph_caps, in_flight_q, runnable, slot_
 from runs.services.run_store import step_state, step_states
 
 # --- the dashboard ----------------------------------------------------------------
+
+
+def _server_dirs() -> re.Pattern[str]:
+    roots = {str(settings.BASE_DIR), str(settings.VAR_DIR), sys.prefix, sys.base_prefix}
+    roots |= set(sysconfig.get_paths().values())
+    longest_first = sorted((r.rstrip("/") for r in roots if r and r != "/"), key=len, reverse=True)
+    # A root, then any directories under it: what is left is the file's name (and the ", line N" after it).
+    return re.compile("(?:" + "|".join(re.escape(r) for r in longest_first) + r")/(?:[^\s\"'/:,()]+/)*")
+
+
+_SERVER_DIRS = _server_dirs()
+
+
+def shown_error(text: str) -> str:
+    """An error as pages and the API show it: no directory of this server's project or Python, only the file name
+    (an error stored before the engine stopped writing paths, or an exception whose message names a file)."""
+    return _SERVER_DIRS.sub("", text) if text else text
+
 
 RUN_SORTS = {"-created": ("-created_at", "-id"), "created": ("created_at", "id")}
 PAGE_SIZE = 50
@@ -160,7 +182,7 @@ def event_dict(e: RunEvent) -> dict[str, Any]:
         "from_status": e.from_status,
         "to_status": e.to_status,
         "step": e.step,
-        "message": e.message,
+        "message": shown_error(e.message),
         "actor": e.actor,
         "detail": e.detail,
         "at": e.created_at.isoformat(),
@@ -185,7 +207,7 @@ def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> li
         previous = run.input
     activities: dict[int, list[dict[str, Any]]] = {}
     for a in Activity.objects.filter(run_id=run.pk, step__gt=after, step__lte=steps[-1].index).order_by("step", "seq"):
-        activities.setdefault(a.step, []).append(activity_view(a))
+        activities.setdefault(a.step, []).append({**activity_view(a), "error": shown_error(a.error)})
     out = []
     for s in steps:
         state = states[s.index] if states is not None else step_state(run_id=run.pk, index=s.index)
@@ -197,7 +219,7 @@ def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> li
                 "edge": s.edge,
                 "started_at": s.started_at.isoformat(),
                 "duration_ms": round(s.duration_ms, 3),
-                "error": s.error,
+                "error": shown_error(s.error),
                 "input": redact(previous),
                 "state": redact(state),
                 "output": redact(s.output),
@@ -225,7 +247,7 @@ def run_header(*, run: Run) -> dict[str, Any]:
         "node": run.node,
         "step_index": run.step_index,
         "attempt": run.attempt,
-        "error": run.error,
+        "error": shown_error(run.error),
         "wait_reason": run.wait_reason,
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cmo_site.shared.error_pages import not_found_page
 from cmo_site.shared.permissions import OPERATE, VIEW, can, primary_role, role_required
 from runs import lanes, selectors, step_view
 from runs.engine import statemachine as sm
@@ -162,7 +163,9 @@ def run_new(request: HttpRequest) -> HttpResponse:
 
 @role_required(VIEW)
 def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
+    run = Run.objects.select_related("graph", "parent").filter(trace_id=trace_id).first()
+    if run is None:
+        return not_found_page(request, reason=f"there is no run {trace_id}")
     return _run_page(request, run)
 
 

@@ -51,6 +51,17 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """A 4xx response logged by ``django.request`` (a refused role, a missing run) is one line, not a traceback:
+    the client asked for something it may not have, and the server did nothing wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if record.name == "django.request" and isinstance(status, int) and 400 <= status < 500:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class ContextFilter(logging.Filter):
     """Copies the engine's current run/step fields onto the record (as ``record.cmo``)."""
 

@@ -10,6 +10,7 @@ from django import template
 from cmo_site.shared.permissions import can as _can
 from cmo_site.shared.permissions import primary_role
 from runs.engine.redaction import redact
+from runs.selectors import shown_error as _shown_error
 
 register = template.Library()
 
@@ -22,6 +23,12 @@ def can(user: Any, action: str) -> bool:
 @register.filter
 def role(user: Any) -> str:
     return primary_role(user)
+
+
+@register.filter
+def shown_error(text: str) -> str:
+    """runs.selectors.shown_error: no server paths in a displayed error."""
+    return _shown_error(text)
 
 
 @register.filter

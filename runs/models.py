@@ -243,7 +243,8 @@ class Activity(models.Model):
 class RunEvent(models.Model):
     """The audit trail: every status transition, retry, resumption and decision."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: runevent_run_idx (run, id) serves every lookup by run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
     kind = models.CharField(max_length=40)
     from_status = models.CharField(max_length=12, blank=True)
     to_status = models.CharField(max_length=12, blank=True)
@@ -325,6 +326,22 @@ class WorkerStatus(models.Model):
     class Meta:
         ordering = ["owner"]
         verbose_name_plural = "worker statuses"
+
+    def __str__(self) -> str:
+        return self.owner
+
+
+class SchedulerStatus(models.Model):
+    """A scheduler process's heartbeat: when it last finished a sweep (runs.scheduler.SchedulerLoop writes it
+    after each successful round; /metrics exports the latest as cmo_scheduler_last_sweep_timestamp_seconds)."""
+
+    owner = models.CharField(max_length=200, unique=True)
+    started_at = models.DateTimeField()
+    last_sweep_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["owner"]
+        verbose_name_plural = "scheduler statuses"
 
     def __str__(self) -> str:
         return self.owner

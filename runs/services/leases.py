@@ -44,6 +44,24 @@ def runnable(now: dt.datetime | None = None) -> QuerySet[Run]:
     )
 
 
+# run_claim on PostgreSQL: the runnable check, the previous holder and the claim in one statement (the row
+# lock makes a second claimer re-check the row after the first commits, so exactly one wins).
+_CLAIM_ONE_SQL = """
+WITH prev AS (
+    SELECT id, lease_owner FROM runs_run
+     WHERE id = %s AND status IN ('PENDING', 'RUNNING') AND NOT held
+       AND (lease_expires_at IS NULL OR lease_expires_at < %s)
+       AND (not_before IS NULL OR not_before <= %s)
+       FOR UPDATE
+)
+UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
+       crash_count = r.crash_count + CASE WHEN prev.lease_owner <> '' THEN 1 ELSE 0 END
+  FROM prev
+ WHERE r.id = prev.id
+RETURNING prev.lease_owner <> ''
+"""
+
+
 def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) -> bool:
     """Take the lease on ``run_id`` if it is runnable; True for exactly one caller.
 
@@ -52,6 +70,13 @@ def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) ->
     """
     now = timezone.now()
     expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(_CLAIM_ONE_SQL, [run_id, now, now, owner, expires])
+            row = cur.fetchone()
+        if row is None:
+            return False
+        return not row[0] or crash_claimed(run_id=run_id, owner=owner)
     previous = Run.objects.filter(pk=run_id).values_list("lease_owner", flat=True).first()
     if previous is None:
         return False

@@ -71,6 +71,20 @@ SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s,
 """
 
 
+# run_transition(target=RUNNING) for a PENDING run we hold, as one statement (DjangoCheckpointer.start).
+_START_SQL = """
+WITH moved AS (
+    UPDATE runs_run
+       SET status = 'RUNNING', updated_at = %s, started_at = COALESCE(started_at, %s), last_worker = %s
+     WHERE id = %s AND lease_owner = %s AND status = 'PENDING'
+ RETURNING id, step_index
+)
+INSERT INTO runs_runevent (run_id, kind, from_status, to_status, step, message, detail, actor, created_at)
+SELECT id, 'status', 'PENDING', 'RUNNING', step_index, 'started', %s::jsonb, '', %s FROM moved
+RETURNING id
+"""
+
+
 def _json_param(value: Any) -> str | None:
     """JSONField semantics: Python None is SQL NULL (as Django stores it), anything else is JSON text."""
     return None if value is None else json.dumps(value, separators=(",", ":"))
@@ -211,6 +225,8 @@ class DjangoCheckpointer:
 
     @_resilient
     def start(self, run_id: int) -> None:
+        if self._start_pending_one_statement(run_id):
+            return
         run = Run.objects.only("status", "lease_owner", "last_worker").get(pk=run_id)
         if run.lease_owner != self.owner:
             raise LeaseLost(f"run {run_id} is not leased to {self.owner}")
@@ -233,6 +249,29 @@ class DjangoCheckpointer:
                 message=f"resumed by {self.owner}",
                 detail={"worker": self.owner, "previous_worker": run.last_worker},
             )
+
+    def _start_pending_one_statement(self, run_id: int) -> bool:
+        """PENDING -> RUNNING with its "started" event in one statement (PostgreSQL, outside a transaction),
+        fenced by the lease like the step commit; False when the run is not a PENDING run leased to us (or
+        on SQLite), and :meth:`start` goes the general way."""
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            return False
+        now = timezone.now()
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(
+                _START_SQL, [now, now, self.owner, run_id, self.owner, _json_param({"worker": self.owner}), now],
+                prepare=True,
+            )
+            row = cur.fetchone()
+        if row is None:
+            return False
+        live.send_on_commit(
+            live.run_group(run_id),
+            live.event_message(run_id=run_id, event_id=int(row[0]), kind="status", to_status=sm.RUNNING),
+        )
+        live.send_on_commit(live.RUNS_GROUP, live.status_message(run_id=run_id, status=sm.RUNNING))
+        return True
 
     @_resilient
     def activities(self, run_id: int, step: int) -> dict[int, ActivityRecord]:

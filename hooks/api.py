@@ -75,6 +75,9 @@ def hook_trigger(request: HttpRequest, name: str) -> Status[dict[str, Any]]:
 # -- managing hooks ----------------------------------------------------------------------
 
 
+CONCURRENCY_HELP = 'its runs\' concurrency key and limits, as a graph declares them: {"key": "input.x", "limit": 1}'
+
+
 class HookOut(Schema):
     name: str
     description: str
@@ -85,6 +88,7 @@ class HookOut(Schema):
     key_source: KeySource
     key_name: str = Field(description="the header or JSON path of the idempotency key")
     tolerance_seconds: int
+    concurrency: dict[str, Any] | None = Field(description=CONCURRENCY_HELP)
     enabled: bool
     owner: str = Field(description="runs execute as this user, with their roles at delivery time")
     owner_role: str = Field(description="caps the owner's roles: the role they acted with")
@@ -111,6 +115,7 @@ class HookCreateIn(StrictIn):
     key_source: KeySource = Field("signature", description="signature (default), header or path")
     key_name: Annotated[str, StringConstraints(max_length=200)] = ""
     tolerance_seconds: Tolerance = DEFAULT_TOLERANCE
+    concurrency: dict[str, Any] | None = Field(None, description=CONCURRENCY_HELP)
     enabled: bool = True
 
 
@@ -124,6 +129,7 @@ class HookUpdateIn(StrictIn):
     key_source: KeySource | None = None
     key_name: Annotated[str, StringConstraints(max_length=200)] | None = None
     tolerance_seconds: Tolerance | None = None
+    concurrency: dict[str, Any] | None = Field(None, description=CONCURRENCY_HELP)
     enabled: bool | None = None
 
 
@@ -140,6 +146,7 @@ def _config(hook: Hook, body: HookUpdateIn) -> HookConfig | None:
         key_source=given.get("key_source") or hook.key_source,
         key_name=given["key_name"] if "key_name" in given else hook.key_name,
         tolerance_seconds=given.get("tolerance_seconds") or hook.tolerance_seconds,
+        concurrency=given["concurrency"] if "concurrency" in given else hook.concurrency,
     )
 
 
@@ -166,6 +173,7 @@ def hook_create_endpoint(request: HttpRequest, body: HookCreateIn) -> Status[dic
         key_source=body.key_source,
         key_name=body.key_name,
         tolerance_seconds=body.tolerance_seconds,
+        concurrency=body.concurrency,
     )
     hook, secret = hook_create(
         name=body.name,

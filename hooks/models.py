@@ -51,6 +51,9 @@ class Hook(models.Model):
         max_length=200, blank=True, help_text="the header (Idempotency-Key, X-GitHub-Delivery) or the JSON path"
     )
     tolerance_seconds = models.PositiveIntegerField(default=300)
+    concurrency = models.JSONField(
+        null=True, blank=True, help_text='its runs\' key and limits, e.g. {"key": "input.service", "limit": 1}'
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -45,6 +45,7 @@ def hook_out(hook: Hook) -> dict[str, Any]:
         "key_source": hook.key_source,
         "key_name": hook.key_name,
         "tolerance_seconds": hook.tolerance_seconds,
+        "concurrency": hook.concurrency,
         "enabled": hook.enabled,
         "owner": hook.owner.get_username() if hook.owner else "",
         "owner_role": hook.owner_role,

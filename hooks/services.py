@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from cmo_site.shared.permissions import OPERATE, TOKEN_ROLES, roles_allow, strongest, token_roles, user_roles
 from hooks import mapping, signing
 from hooks.models import Hook, HookAudit, HookDelivery
+from runs.engine.concurrency import declaration_problems
 from runs.engine.errors import CMOError
 from runs.engine.json_input import JSONInputError, parse_json
 from runs.models import Graph, Run
@@ -64,10 +65,13 @@ class HookConfig:
     key_source: str = Hook.KEY_SIGNATURE
     key_name: str = ""
     tolerance_seconds: int = DEFAULT_TOLERANCE
+    concurrency: dict[str, Any] | None = None  # its runs' concurrency key and limits, as a graph declares them
 
 
 # Changing these changes what a delivery starts or who may start it: the editor becomes the owner.
-OWNING_FIELDS = ("graph_name", "version", "input_mode", "input_mapping", "key_source", "key_name", "enabled")
+OWNING_FIELDS = (
+    "graph_name", "version", "input_mode", "input_mapping", "key_source", "key_name", "concurrency", "enabled",
+)  # fmt: skip
 
 
 def _checked(config: HookConfig, *, user: AbstractBaseUser, role: str) -> dict[str, Any]:
@@ -103,7 +107,11 @@ def _checked(config: HookConfig, *, user: AbstractBaseUser, role: str) -> dict[s
         raise HookError(422, "invalid_hook", "key_source is signature, header or path")
     if not 1 <= config.tolerance_seconds <= MAX_TOLERANCE:
         raise HookError(422, "invalid_hook", f"tolerance_seconds is between 1 and {MAX_TOLERANCE}")
+    problems = declaration_problems(config.concurrency)
+    if problems:
+        raise HookError(422, "invalid_hook", "concurrency: " + "; ".join(problems))
     return {
+        "concurrency": config.concurrency,
         "graph_name": config.graph_name,
         "version": config.version,
         "input_mode": config.input_mode,
@@ -342,6 +350,7 @@ def _start(hook: Hook, data: Any, role: str, key: str) -> Run:
             user=hook.owner,
             role=role,
             history={"hook": hook.name, "delivery": key},
+            concurrency=hook.concurrency,
         )
     except InvalidInput as exc:
         raise HookError(

@@ -271,3 +271,15 @@ def test_the_secret_is_in_no_log_line_run_or_audit_row(console_log: Any) -> None
     assert secret not in logs
     assert secret not in json.dumps(list(Run.objects.values("context", "input")), default=str)
     assert secret not in json.dumps(list(HookAudit.objects.values()), default=str)
+
+
+def test_a_hook_gives_its_runs_its_concurrency_key_and_a_delivery_without_the_key_is_refused() -> None:
+    _, secret = make_hook(concurrency={"key": "input.target", "limit": 1})
+    answer = deliver(Client(), "alerts", secret, {"target": 2})
+    assert answer.status_code == 202, answer.content
+    assert Run.objects.get(trace_id=answer.json()["trace_id"]).concurrency_key == "t-count:2"
+    refused = deliver(Client(), "alerts", secret, {})
+    assert refused.status_code == 422 and "input.target" in refused.json()["message"]
+    assert Run.objects.count() == 1
+    with pytest.raises(Exception, match="concurrency: concurrency needs a limit"):
+        make_hook("other", concurrency={"key": "input.target"})

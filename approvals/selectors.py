@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.utils import timezone
 
 from approvals import risk
 from approvals.models import ApprovalRequest
@@ -28,6 +30,11 @@ def _waiting() -> QuerySet[ApprovalRequest]:
 def pending_count() -> int:
     """How many requests wait for a decision (the badge)."""
     return _waiting().count()
+
+
+def expiring_count(*, within_seconds: float) -> int:
+    """How many waiting requests expire in the next ``within_seconds`` (the metrics' early warning)."""
+    return _waiting().filter(expires_at__lte=timezone.now() + dt.timedelta(seconds=within_seconds)).count()
 
 
 def pending_list(*, limit: int | None = None) -> QuerySet[ApprovalRequest]:

@@ -16,14 +16,16 @@ client looks like loopback, so set the token there (``check --deploy`` warns).
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count
+from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,13 +35,15 @@ from runs.engine import statemachine as sm
 
 log = logging.getLogger(__name__)
 LOOPBACK = {"127.0.0.1", "::1"}
+# cmo_approvals_expiring_soon counts the pending requests due to expire within this (the alert's horizon).
+APPROVAL_EXPIRY_WARNING_SECONDS = 3600.0
 
 
 class CmoCollector(Collector):
-    """Runs, steps, activities, queue, caps, workers and approvals, as the database has them now."""
+    """Runs, steps, activities, queue, caps, workers, approvals and schedulers, as the database has them now."""
 
     def collect(self) -> Iterator[Metric]:
-        from approvals.selectors import pending_count
+        from approvals.selectors import expiring_count, pending_count
         from runs.models import Activity, Run, Step
         from runs.selectors import queue_depth, slot_waits, workers_alive
 
@@ -101,7 +105,32 @@ class CmoCollector(Collector):
         yield GaugeMetricFamily(
             "cmo_approvals_pending", "Approval requests waiting for a decision.", value=pending_count()
         )
+        yield GaugeMetricFamily(
+            "cmo_approvals_expiring_soon",
+            f"Approval requests waiting for a decision that expire within {APPROVAL_EXPIRY_WARNING_SECONDS:.0f} s.",
+            value=expiring_count(within_seconds=APPROVAL_EXPIRY_WARNING_SECONDS),
+        )
+        yield from self._scheduler()
         yield from self._specialist_streams()
+
+    @staticmethod
+    def _scheduler() -> Iterator[Metric]:
+        """The latest sweep any scheduler finished (0 when none ever did) and how many swept in the last minute."""
+        from runs.models import SchedulerStatus
+
+        since = timezone.now() - dt.timedelta(seconds=60)
+        figures = SchedulerStatus.objects.aggregate(
+            last=Max("last_sweep_at"), alive=Count("id", filter=Q(last_sweep_at__gte=since))
+        )
+        last = figures["last"]
+        yield GaugeMetricFamily(
+            "cmo_scheduler_last_sweep_timestamp_seconds",
+            "Unix time of the latest sweep a scheduler finished (0: none yet).",
+            value=last.timestamp() if last else 0,
+        )
+        yield GaugeMetricFamily(
+            "cmo_schedulers_alive", "Schedulers that finished a sweep in the last 60 s.", value=figures["alive"]
+        )
 
     @staticmethod
     def _specialist_streams() -> Iterator[Metric]:

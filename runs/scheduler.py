@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +22,7 @@ from cmo_site.shared.live import wake_now
 from runs.engine import statemachine as sm
 from runs.engine.errors import InvalidTransition
 from runs.engine.stores import ACTIVITY_PENDING
-from runs.models import Activity, Run, Timer, WorkerStatus
+from runs.models import Activity, Run, SchedulerStatus, Timer, WorkerStatus
 from runs.retention import retention_apply
 from runs.services.events import run_transition
 from runs.services.leases import runnable
@@ -123,6 +126,28 @@ def worker_status_prune(*, now: dt.datetime | None = None) -> int:
     return deleted
 
 
+# A scheduler's heartbeat row not written for this long belongs to a process that is gone (its owner names a pid).
+SCHEDULER_STATUS_STALE_SECONDS = 24 * 3600.0
+
+
+def scheduler_heartbeat(*, owner: str, now: dt.datetime | None = None) -> None:
+    """Record that ``owner`` finished a sweep now: one UPDATE, and an INSERT on the first round."""
+    now = now or timezone.now()
+    if not SchedulerStatus.objects.filter(owner=owner).update(last_sweep_at=now):
+        SchedulerStatus.objects.get_or_create(owner=owner, defaults={"started_at": now, "last_sweep_at": now})
+
+
+def scheduler_status_prune(*, now: dt.datetime | None = None) -> int:
+    """Delete the heartbeat rows of schedulers gone for SCHEDULER_STATUS_STALE_SECONDS; how many went.
+
+    A stopped scheduler keeps its row until then, so with every scheduler down the last sweep's
+    time stays visible (and ages) instead of vanishing from /metrics.
+    """
+    since = (now or timezone.now()) - dt.timedelta(seconds=SCHEDULER_STATUS_STALE_SECONDS)
+    deleted, _ = SchedulerStatus.objects.filter(last_sweep_at__lt=since).delete()
+    return deleted
+
+
 # After a failed round the scheduler waits BACKOFF_FIRST_SECONDS, doubling up to BACKOFF_MAX_SECONDS:
 # back within seconds of a database restart, and one log line per half minute in a long outage.
 BACKOFF_FIRST_SECONDS = 1.0
@@ -158,13 +183,15 @@ class SchedulerLoop:
     BACKOFF_MAX_SECONDS, after which the next round runs on fresh connections; so
     timeouts, approval expiry, retention and re-wakes resume by themselves when the
     database is back. Any other error is logged with its traceback and waited out the
-    same way. ``report`` gets each successful round's counts.
+    same way. ``report`` gets each successful round's counts. Each successful round is recorded as this
+    loop's heartbeat (:func:`scheduler_heartbeat`), which the "scheduler not sweeping" alert watches.
     """
 
     def __init__(self, *, interval: float, report: Callable[[dict[str, Any]], None] | None = None):
         self.interval = interval
         self.report = report
         self.backoff = 0.0
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(self, stop: threading.Event) -> None:
         """Sweep until ``stop``; durable timers fire meanwhile on a thread of their own (TimerLoop)."""
@@ -178,6 +205,7 @@ class SchedulerLoop:
         """One round; the seconds to wait before the next."""
         try:
             result = self.sweep_round()
+            scheduler_heartbeat(owner=self.owner)
         except _DATABASE_LOST as exc:
             wait = self._failed()
             log.warning("scheduler lost the database (%s); reconnecting in %.0f s", _one_line(exc), wait)
@@ -195,8 +223,9 @@ class SchedulerLoop:
 
     @staticmethod
     def sweep_round() -> dict[str, Any]:
-        """:func:`sweep` and :func:`worker_status_prune`, with their counts; a database error is raised."""
-        return {**sweep(), "workers_pruned": worker_status_prune()}
+        """:func:`sweep`, :func:`worker_status_prune` and :func:`scheduler_status_prune`, with their counts; a
+        database error is raised."""
+        return {**sweep(), "workers_pruned": worker_status_prune(), "schedulers_pruned": scheduler_status_prune()}
 
     def _failed(self) -> float:
         self.backoff = min(self.backoff * 2, BACKOFF_MAX_SECONDS) if self.backoff else BACKOFF_FIRST_SECONDS

@@ -7,7 +7,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres lint bench install install-dev browser
+.PHONY: run test test-sqlite test-postgres lint bench install install-dev browser ops-tools
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,16 @@ run: install
 	$(PY) manage.py cmo_serve --host $(HOST) --port $(PORT)
 
 ## make test: install what the tests need and run the whole suite on SQLite, then on PostgreSQL + Redis
-test: install-dev browser lint test-sqlite test-postgres
+test: install-dev browser ops-tools lint test-sqlite test-postgres
 
 # The e2e tests drive Debian's Chromium with Playwright (never `playwright install`).
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# promtool checks the alert rules and dashboard queries; systemd-analyze the unit files (deploy/).
+ops-tools:
+	@command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+	@command -v systemd-analyze >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

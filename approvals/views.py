@@ -1,6 +1,8 @@
 """The approvals inbox: waiting requests, one request's preview and decision, the history of decisions.
 
 Everyone signed in may look; only approvers and admins may decide (a decide POST from anyone else is a 403).
+Approving a high or critical request needs its confirmation box ticked (the page's script asks in a dialog).
+A refused decision redirects to the request's page, which says why and keeps the reason as typed.
 The decision's IP is the connection's REMOTE_ADDR (daphne's peer address); no proxy header is trusted.
 """
 
@@ -16,7 +18,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from approvals import selectors
+from approvals import risk, selectors
 from approvals.models import ApprovalRequest
 from approvals.services import (
     ApprovalNotPending,
@@ -26,9 +28,11 @@ from approvals.services import (
     approval_decide,
 )
 from cmo_site.shared.permissions import APPROVE, VIEW, can, role_required
+from cmo_site.shared.refusals import refusal_keep, refusal_take
 
 INBOX_LIMIT = 200
 HISTORY_PAGE_SIZE = 100
+CONFIRM_LEVELS = (risk.HIGH, risk.CRITICAL)
 
 
 @role_required(VIEW)
@@ -59,7 +63,14 @@ def inbox_row(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(VIEW)
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return _detail(request, _get(pk))
+    refused = refusal_take(request, form=f"approval-{pk}")
+    return _detail(
+        request,
+        _get(pk),
+        error=refused.get("error", ""),
+        reason=refused.get("reason", ""),
+        next_url=refused.get("next", ""),
+    )
 
 
 @role_required(VIEW)
@@ -76,19 +87,27 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     decision = request.POST.get("decision", "")
     reason = request.POST.get("reason", "")
     if decision not in ("approve", "reject"):
-        return _detail(request, approval, error="Choose Approve or Reject.", reason=reason, status=400)
+        return _refused(request, approval, "Choose Approve or Reject.", reason)
+    if decision == "approve" and approval.level in CONFIRM_LEVELS and request.POST.get("confirm") != "yes":
+        return _refused(request, approval, f"Tick the box to confirm approving a {approval.level} request.", reason)
     try:
         decided = approval_decide(
             request=approval, user=request.user, approve=decision == "approve", reason=reason, ip=_client_ip(request)
         )
     except ReasonRequired:
-        return _detail(request, approval, error="A reason is required to reject.", reason=reason, status=400)
+        return _refused(request, approval, "A reason is required to reject.", reason)
     except ReasonTooLong as exc:
-        return _detail(request, approval, error=f"{str(exc).capitalize()}.", reason=reason, status=400)
+        return _refused(request, approval, f"{str(exc).capitalize()}.", reason)
     except (ApprovalNotPending, ApprovalNotReady) as exc:
-        return _detail(request, _get(pk), error=str(exc), reason=reason, status=409)
+        return _refused(request, approval, str(exc), reason)
     messages.success(request, f"Approval #{decided.pk} {decided.status}: run {decided.run.trace_id[:12]} resumes.")
     return redirect(_next(request))
+
+
+def _refused(request: HttpRequest, approval: ApprovalRequest, error: str, reason: str) -> HttpResponse:
+    """Back to the request's page (POST-redirect-GET), which says why and keeps the reason as typed."""
+    refusal_keep(request, form=f"approval-{approval.pk}", error=error, reason=reason, next=_next(request))
+    return redirect("approvals:detail", pk=approval.pk)
 
 
 def _get(pk: int) -> ApprovalRequest:
@@ -99,7 +118,7 @@ def _get(pk: int) -> ApprovalRequest:
 
 
 def _detail(
-    request: HttpRequest, approval: ApprovalRequest, *, error: str = "", reason: str = "", status: int = 200
+    request: HttpRequest, approval: ApprovalRequest, *, error: str = "", reason: str = "", next_url: str = ""
 ) -> HttpResponse:
     context: dict[str, Any] = {
         "r": approval,
@@ -109,10 +128,10 @@ def _detail(
         "can_decide": can(request.user, APPROVE),
         "error": error,
         "reason": reason,
-        "next": _next(request) if request.method == "POST" else request.get_full_path(),
+        "next": next_url or request.get_full_path(),
         "count": selectors.pending_count(),
     }
-    return render(request, "approvals/detail.html", context, status=status)
+    return render(request, "approvals/detail.html", context)
 
 
 def _next(request: HttpRequest) -> str:

@@ -10,7 +10,7 @@ import json
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from cmo_site.shared.permissions import OPERATE, VIEW, primary_role, role_required
 from replay import selectors
@@ -26,13 +26,16 @@ def _run(trace_id: str) -> Run:
     return get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @role_required(VIEW)
 def run_verify_view(request: HttpRequest, trace_id: str) -> HttpResponse:
-    """Re-execute the run with no effects; the run page's script asks for the fragment (X-CMO-Fragment)."""
+    """Re-execute the run with no effects; the run page's script posts for the fragment (X-CMO-Fragment). The form
+    without the script posts, and is redirected to the report's page (POST-redirect-GET: it only reads)."""
     run = _run(trace_id)
-    context = {"run": run, "report": selectors.verify_view(run=run)}
     fragment = request.headers.get("X-CMO-Fragment") == "verify"
+    if request.method == "POST" and not fragment:
+        return redirect("replay:run_verify", trace_id=run.trace_id)
+    context = {"run": run, "report": selectors.verify_view(run=run)}
     return render(request, "replay/_verify.html" if fragment else "replay/verify.html", context)
 
 

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cmo_site.shared.error_pages import not_found_page
 from cmo_site.shared.permissions import OPERATE, VIEW, can, primary_role, role_required
+from cmo_site.shared.refusals import refusal_keep, refusal_take
 from runs import lanes, selectors, step_view
 from runs.engine import statemachine as sm
 from runs.engine.errors import CMOError
@@ -166,11 +167,12 @@ def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     run = Run.objects.select_related("graph", "parent").filter(trace_id=trace_id).first()
     if run is None:
         return not_found_page(request, reason=f"there is no run {trace_id}")
-    return _run_page(request, run)
+    refused = refusal_take(request, form=f"signal-{run.pk}")
+    return _run_page(request, run, signal_error=refused.get("error", ""), signal_text=refused.get("payload"))
 
 
 def _run_page(
-    request: HttpRequest, run: Run, *, signal_error: str = "", signal_text: str | None = None, status: int = 200
+    request: HttpRequest, run: Run, *, signal_error: str = "", signal_text: str | None = None
 ) -> HttpResponse:
     """The run page; after a refused signal, with ``signal_error`` and the payload as it was typed."""
     steps = selectors.run_steps_view(run=run)
@@ -211,7 +213,7 @@ def _run_page(
         "signal_error": signal_error,
         "signal_text": signal["example"] if signal_text is None and signal else signal_text,
     }
-    return render(request, "runs/run_detail.html", context, status=status)
+    return render(request, "runs/run_detail.html", context)
 
 
 @require_GET
@@ -228,8 +230,8 @@ def run_lanes(request: HttpRequest, trace_id: str) -> HttpResponse:
 @require_POST
 @role_required(OPERATE)
 def run_signal_view(request: HttpRequest, trace_id: str) -> HttpResponse:
-    """Send a signal from the run page's form (runs.services.signals.signal_send); a refused one re-renders the
-    page saying why (400 for a payload that is not JSON, 409 for an ended run, 422 for a schema mismatch)."""
+    """Send a signal from the run page's form (runs.services.signals.signal_send); a refused one goes back to the
+    run page (POST-redirect-GET), which says why (not JSON, an ended run, a schema mismatch) and keeps the payload."""
     run = get_object_or_404(Run.objects.select_related("graph", "parent"), trace_id=trace_id)
     name = request.POST.get("name", "").strip()
     text = request.POST.get("payload", "")
@@ -239,7 +241,8 @@ def run_signal_view(request: HttpRequest, trace_id: str) -> HttpResponse:
         payload = parse_json(text, what="the signal's payload")
         signal = signal_send(run=run, name=name, payload=payload, actor=request.user.get_username())
     except CMOError as exc:
-        return _run_page(request, run, signal_error=str(exc), signal_text=text, status=exc.status)
+        refusal_keep(request, form=f"signal-{run.pk}", error=str(exc), payload=text)
+        return redirect("runs:run_detail", trace_id=run.trace_id)
     signal.refresh_from_db(fields=["delivered_at"])
     outcome = "delivered" if signal.delivered_at else "kept until the run waits for it"
     messages.success(request, f"Signal {name!r} sent to run {run.trace_id}: {outcome}.")
@@ -257,10 +260,19 @@ def step_inspector(request: HttpRequest, trace_id: str, index: int) -> HttpRespo
     return render(request, "runs/_step_inspector.html", {"step": step})
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @role_required(OPERATE)
 def run_abort_view(request: HttpRequest, trace_id: str) -> HttpResponse:
-    run = get_object_or_404(Run, trace_id=trace_id)
+    """GET asks for confirmation; a POST aborts only with confirm=yes (the run page's dialog or this page sets it),
+    else it is sent to the confirmation page."""
+    run = get_object_or_404(Run.objects.select_related("graph"), trace_id=trace_id)
+    if request.method == "GET" and not run.is_terminal:
+        return render(request, "runs/run_abort.html", {"run": run})
+    if request.method == "POST" and request.POST.get("confirm") != "yes":
+        return redirect("runs:run_abort", trace_id=run.trace_id)
+    if run.is_terminal:
+        messages.error(request, f"Run {run.trace_id} has already finished ({run.status}).")
+        return redirect("runs:run_detail", trace_id=run.trace_id)
     try:
         run_abort(run=run, actor=request.user.get_username())
     except sm.InvalidTransition:

@@ -111,6 +111,7 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     alert = page.get_by_role("alert")
     expect(alert).to_have_text("A reason is required to reject.")
     expect(page.get_by_role("heading", name=re.compile(r"^Approval #\d+$"))).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/approvals/\d+/$"))  # POST-redirect-GET: not the decide URL
     expect(page.locator(".pl-add")).to_have_text("+DEBUG=1")
     reason = page.get_by_label(re.compile("^Reason"))
     expect(reason).to_have_attribute("aria-invalid", "true")
@@ -139,8 +140,11 @@ def test_an_approver_decides_in_the_inbox_while_another_inbox_follows_live(
     expect(run_page.locator("[data-approvals-badge]")).to_have_text("1")
     run_page.evaluate("window.__notReloaded = true")
     page.bring_to_front()
+    asked: list[str] = []  # a high-risk request: Approve asks first
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.locator("article[data-approval]").filter(has_text=REPORTS_PLAN).get_by_role("button", name="Approve").click()
     page.wait_for_url(re.compile(r"/approvals/$"))
+    assert len(asked) == 1 and "a high request?" in asked[0]
     expect(page.get_by_role("status").filter(has_text="approved")).to_be_visible()
     expect(page.locator("article[data-approval]")).to_have_count(0)
     expect(reports_row_w).to_have_count(0)

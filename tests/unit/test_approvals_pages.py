@@ -113,8 +113,8 @@ def test_rejecting_without_a_reason_is_refused_with_the_message_beside_the_field
     request = demo_waiting()
     approver = client_for("approver")
     response = approver.post(f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": "   "})
-    assert response.status_code == 400
-    page = html(response)
+    assert response.status_code == 302 and response["Location"] == f"/approvals/{request.pk}/"  # POST-redirect-GET
+    page = html(approver.get(response["Location"]))
     assert 'role="alert">A reason is required to reject.</p>' in page
     assert 'aria-invalid="true"' in page and ">   </textarea>" in page  # what was typed is still there
     request.refresh_from_db()
@@ -124,11 +124,10 @@ def test_rejecting_without_a_reason_is_refused_with_the_message_beside_the_field
 def test_a_reason_longer_than_the_decision_notice_allows_is_refused_and_kept() -> None:
     request = demo_waiting()
     long_reason = "x" * 5001
-    response = client_for("approver").post(
-        f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": long_reason}
-    )
-    assert response.status_code == 400
-    page = html(response)
+    approver = client_for("approver")
+    response = approver.post(f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": long_reason})
+    assert response.status_code == 302
+    page = html(approver.get(response["Location"]))
     assert "A reason is at most 5,000 characters (this one has 5,001)." in page
     assert f">{long_reason}</textarea>" in page
     request.refresh_from_db()
@@ -156,7 +155,9 @@ def test_an_approver_rejects_with_a_reason_and_the_run_records_who_when_why_and_
 
 def test_an_admin_approves_and_the_run_resumes() -> None:
     request = demo_waiting()
-    response = client_for("admin").post(f"/approvals/{request.pk}/decide/", {"decision": "approve", "reason": ""})
+    response = client_for("admin").post(
+        f"/approvals/{request.pk}/decide/", {"decision": "approve", "reason": "", "confirm": "yes"}
+    )
     assert response.status_code == 302
     run = Run.objects.get(pk=request.run_id)
     assert run.status in ("PENDING", "RUNNING")  # answered: the run is runnable again
@@ -194,10 +195,12 @@ def test_approvers_see_the_decide_controls_and_anonymous_users_are_sent_to_sign_
 def test_a_second_decision_is_refused_with_the_first_shown() -> None:
     request = demo_waiting()
     approver = client_for("approver")
-    assert approver.post(f"/approvals/{request.pk}/decide/", {"decision": "approve"}).status_code == 302
+    assert (
+        approver.post(f"/approvals/{request.pk}/decide/", {"decision": "approve", "confirm": "yes"}).status_code == 302
+    )
     response = approver.post(f"/approvals/{request.pk}/decide/", {"decision": "reject", "reason": "too <late>"})
-    assert response.status_code == 409
-    page = html(response)
+    assert response.status_code == 302 and response["Location"] == f"/approvals/{request.pk}/"
+    page = html(approver.get(response["Location"]))
     assert "is approved, not pending" in page
     assert '<q class="typed-reason">too &lt;late&gt;</q>' in page  # what was typed is not lost
     request.refresh_from_db()

@@ -81,8 +81,16 @@ def test_a_static_fan_out_has_a_lane_per_branch_and_marks_its_fork_and_join(view
     assert graph["joins"]["c_merge"]["label"] == "join: all"
     lanes = _json(html, "lanes-data")
     assert lanes["fanouts"] == [
-        {"step": 0, "node": "c_start", "join": "c_merge", "branches": 3, "limit": None, "dynamic": False,
-         "starts": ["c_ask_a", "c_ask_b", "c_ask_c"], "badge": "\u00d73"}
+        {
+            "step": 0,
+            "node": "c_start",
+            "join": "c_merge",
+            "branches": 3,
+            "limit": None,
+            "dynamic": False,
+            "starts": ["c_ask_a", "c_ask_b", "c_ask_c"],
+            "badge": "\u00d73",
+        }
     ]
     # the player's commit order: the fan-out step, each branch's step, then the join step
     order = [(o["trace_id"], o["index"]) for o in lanes["order"]]
@@ -181,8 +189,9 @@ def test_children_are_lanes_that_link_to_their_runs_and_their_pages_link_back(vi
     assert 'id="spawned-children"' in html and "t-count v1 · started at step 0" in html
     assert _json(html, "lanes-data")["order"] == []  # children are not steps of this run's lanes
     child_page = _page(viewer, kids[1])
-    assert re.search(r'id="spawned-by">Child of <a class="mono" href="/runs/' + run.trace_id + r'/\?step=0">',
-                     child_page)
+    assert re.search(
+        r'id="spawned-by">Child of <a class="mono" href="/runs/' + run.trace_id + r'/\?step=0">', child_page
+    )
     assert ", step 0</dd>" in child_page
     assert 'id="export-spawned"' not in child_page  # a child that started nothing exports alone
 
@@ -247,6 +256,15 @@ def _send(client: Client, run: Run, payload: str, name: str = "proceed") -> Any:
     return client.post(f"/runs/{run.trace_id}/signal/", {"name": name, "payload": payload})
 
 
+def _refused(client: Client, run: Run, payload: str, name: str = "proceed") -> str:
+    """A refused signal goes back to the run page (POST-redirect-GET): that page, which says why."""
+    response = _send(client, run, payload, name)
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.trace_id}/"
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    return str(page.content.decode())
+
+
 def test_an_operator_sees_the_signal_form_with_its_schema_and_a_viewer_sees_none(
     operator: Client, viewer: Client
 ) -> None:
@@ -280,11 +298,10 @@ def test_a_signal_sent_from_the_page_is_delivered_and_the_run_completes(operator
 
 def test_a_payload_that_is_not_json_is_refused_with_the_reason_and_nothing_is_kept(operator: Client) -> None:
     run = _run("c-signal", {})
-    response = _send(operator, run, "{go: true")
-    assert response.status_code == 400
-    html = response.content.decode()
+    html = _refused(operator, run, "{go: true")
     assert 'id="signal-error"' in html and "the signal&#x27;s payload is not valid JSON" in html
     assert "{go: true</textarea>" in html  # kept as typed, to be corrected
+    assert 'id="signal-error"' not in _page(operator, run)  # said once
     assert not Signal.objects.exists()
     run.refresh_from_db()
     assert run.status == "WAITING"
@@ -292,25 +309,21 @@ def test_a_payload_that_is_not_json_is_refused_with_the_reason_and_nothing_is_ke
 
 def test_a_payload_the_schema_refuses_is_refused_naming_the_problem(operator: Client) -> None:
     run = _run("c-signal", {})
-    response = _send(operator, run, '{"go": "yes"}')
-    assert response.status_code == 422
-    html = response.content.decode()
+    html = _refused(operator, run, '{"go": "yes"}')
     assert "does not match the schema its node declared: $.go: &#x27;yes&#x27; is not of type &#x27;boolean&#x27;" in (
         html
     )
-    missing = _send(operator, run, "{}")
-    assert missing.status_code == 422 and "&#x27;go&#x27; is a required property" in missing.content.decode()
+    assert "&#x27;go&#x27; is a required property" in _refused(operator, run, "{}")
     assert not Signal.objects.exists()
 
 
 def test_a_signal_to_an_ended_run_is_refused_saying_it_ended(operator: Client) -> None:
     run = _run("c-static", {})
-    response = _send(operator, run, '{"go": true}')
-    assert response.status_code == 409
-    assert f"The signal was not sent: run {run.trace_id} has ended (COMPLETED)" in response.content.decode()
+    html = _refused(operator, run, '{"go": true}')
+    assert f"The signal was not sent: run {run.trace_id} has ended (COMPLETED)" in html
     assert not Signal.objects.exists()
-    assert _send(operator, run, '{"go": true}', name="").status_code == 400
-    assert _send(operator, run, "true", name="x" * 101).status_code == 400
+    assert "a signal&#x27;s name has 1 to 100 characters" in _refused(operator, run, '{"go": true}', name="")
+    assert "a signal&#x27;s name has 1 to 100 characters" in _refused(operator, run, "true", name="x" * 101)
 
 
 def test_the_signal_form_needs_csrf(operator: Client) -> None:
@@ -347,8 +360,12 @@ def hostile_graphs(fresh_registry: None) -> None:
         schema = {"type": "object", "description": state["note"]}
         return ctx.result({**state, "heard": ctx.activities.wait_for_signal(state["note"], schema=schema)})
 
-    graph("h-hostile-fanout", entry="h_split", edges=[("h_split", "h_fail"), ("h_fail", "h_join"), ("h_join", END)],
-          joins={"h_join": {"reducers": {"notes": "append"}, "errors": "collect"}})
+    graph(
+        "h-hostile-fanout",
+        entry="h_split",
+        edges=[("h_split", "h_fail"), ("h_fail", "h_join"), ("h_join", END)],
+        joins={"h_join": {"reducers": {"notes": "append"}, "errors": "collect"}},
+    )
     graph("h-hostile-signal", entry="h_listen", edges=[("h_listen", END)])
 
 
@@ -367,9 +384,7 @@ def test_hostile_text_in_branches_signals_and_filters_is_escaped(
     ]
     listen = _run("h-hostile-signal", {"note": HOSTILE})
     pages.append(_page(operator, listen))  # the signal's name and schema
-    refused = _send(operator, listen, '"</textarea><script>alert(1)</script>', name=HOSTILE)
-    assert refused.status_code == 400
-    pages.append(refused.content.decode())
+    pages.append(_refused(operator, listen, '"</textarea><script>alert(1)</script>', name=HOSTILE))
     for html in pages:
         assert "<script>alert" not in html, html[:200]
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in pages[1]  # the branch's error, escaped

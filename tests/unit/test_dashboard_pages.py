@@ -51,7 +51,8 @@ def test_a_viewer_sees_no_start_or_abort_control_and_gets_403_on_the_posts(viewe
     assert "Abort run" not in run_page and "/abort/" not in run_page
     assert viewer.get("/runs/new/").status_code == 403
     assert viewer.post("/runs/new/", {"graph": "incident-healing", "input": json.dumps(GOOD_INPUT)}).status_code == 403
-    assert viewer.post(f"/runs/{run.trace_id}/abort/").status_code == 403
+    assert viewer.post(f"/runs/{run.trace_id}/abort/", {"confirm": "yes"}).status_code == 403
+    assert viewer.get(f"/runs/{run.trace_id}/abort/").status_code == 403
     assert Run.objects.count() == 1
     run.refresh_from_db()
     assert run.status == sm.PENDING
@@ -95,16 +96,26 @@ def test_the_start_form_shows_schema_errors_inline_then_starts_the_run(operator:
     assert run.context == {"user": "operator", "role": "operator"}
 
 
-def test_an_operator_aborts_a_run(operator: Client) -> None:
+def test_an_operator_aborts_a_run_after_confirming(operator: Client) -> None:
     run = run_start(graph_name="incident-healing", data=GOOD_INPUT, seed=1)
-    response = operator.post(f"/runs/{run.trace_id}/abort/")
+    page = operator.get(f"/runs/{run.trace_id}/").content.decode()
+    assert 'name="confirm" value=""' in page and 'data-confirm="Abort run ' in page  # the script's dialog
+    unconfirmed = operator.post(f"/runs/{run.trace_id}/abort/")  # no script: the server asks
+    assert unconfirmed.status_code == 302 and unconfirmed["Location"] == f"/runs/{run.trace_id}/abort/"
+    ask = operator.get(unconfirmed["Location"]).content.decode()
+    assert f'Abort run <span class="mono">{run.trace_id[:12]}</span>?' in ask
+    assert 'name="confirm" value="yes"' in ask and "Keep it running" in ask
+    run.refresh_from_db()
+    assert run.status == sm.PENDING
+    response = operator.post(f"/runs/{run.trace_id}/abort/", {"confirm": "yes"})
     assert response.status_code == 302
     run.refresh_from_db()
     assert run.status == sm.ABORTED
     assert run.events.filter(to_status=sm.ABORTED, actor="operator").exists()
-    again = operator.post(f"/runs/{run.trace_id}/abort/", follow=True)
+    again = operator.post(f"/runs/{run.trace_id}/abort/", {"confirm": "yes"}, follow=True)
     assert "already finished" in again.content.decode()
-    assert operator.get(f"/runs/{run.trace_id}/abort/").status_code == 405
+    ended = operator.get(f"/runs/{run.trace_id}/abort/")  # nothing left to confirm
+    assert ended.status_code == 302 and ended["Location"] == f"/runs/{run.trace_id}/"
 
 
 def test_the_run_page_renders_steps_state_diff_and_activities(viewer: Client) -> None:

@@ -246,6 +246,9 @@ def run_header(*, run: Run) -> dict[str, Any]:
         "terminal": run.is_terminal,
         "node": run.node,
         "step_index": run.step_index,
+        # Steps are named by index from 0; "steps" counts them all, a fork's inherited ones (0..parent_step) too.
+        "steps": run.step_index,
+        "inherited": run.parent_step + 1 if run.parent_id and run.parent_step is not None else 0,
         "attempt": run.attempt,
         "error": shown_error(run.error),
         "wait_reason": run.wait_reason,
@@ -273,8 +276,13 @@ def graph_diagram(*, graph: Graph) -> dict[str, Any]:
             join = Join.from_dict(n["join"])
             mode = "any" if join.mode == "first" and join.k == 1 and n["join"].get("mode") == "any" else join.mode
             label = f"join: first {join.k}" if mode == "first" else f"join: {mode}"
-            joins[n["name"]] = {"mode": mode, "k": join.k, "errors": join.errors, "label": label,
-                                "reducers": join.reducers}
+            joins[n["name"]] = {
+                "mode": mode,
+                "k": join.k,
+                "errors": join.errors,
+                "label": label,
+                "reducers": join.reducers,
+            }
     return {
         "entry": definition.get("entry"),
         "nodes": [n["name"] for n in definition.get("nodes", [])],
@@ -416,6 +424,7 @@ def run_forks(*, run: Run) -> list[dict[str, Any]]:
 
 
 # --- the queue and the workers (the dashboard and /metrics) ----------------------------------
+
 
 def slot_waits(*, limit: int = 50) -> list[dict[str, Any]]:
     """The slots (concurrency keys, graph caps) with runs waiting, most waiting first, at most ``limit`` of them.

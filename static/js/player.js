@@ -39,6 +39,7 @@ a step in its render callback:
       scrubber.value = String(none ? first : current);
       position.textContent = opts.label(current, last);
       prevBtn.disabled = none || current <= first;
+      if (playing === null) playBtn.disabled = none; /* nothing to play until a step is committed */
       nextBtn.disabled = none || current >= last;
     }
     function draw(moved) {

@@ -26,6 +26,7 @@ Without this script the form still works: the POST renders the report as a page 
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
     button.disabled = true;
+    button.setAttribute("aria-busy", "true");
     button.textContent = "Verifying…";
     fetch(form.action, {
       method: "POST",
@@ -48,6 +49,7 @@ Without this script the form still works: the POST renders the report as a page 
       panel.hidden = false;
     }).finally(function () {
       button.disabled = false;
+      button.removeAttribute("aria-busy");
       button.textContent = "Verify again";
     });
   });

@@ -410,6 +410,12 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
     if (v < 120) return v.toFixed(2) + " s";
     return (v / 60).toFixed(1) + " min";
   }
+  /* Verify re-executes the committed steps: there is something to verify from the first one on
+     (a page rendered before it had a step gets it live; one verifying keeps its button busy) */
+  function enableVerify() {
+    var verify = $("verify-button");
+    if (verify && steps.length && verify.getAttribute("aria-busy") !== "true") verify.disabled = false;
+  }
   function renderHeader() {
     var badge = $("run-status").querySelector(".status");
     badge.textContent = run.status;
@@ -417,7 +423,10 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
     var facts = $("run-facts");
     facts.querySelector("[data-fact=duration]").textContent = fmtSeconds(run.duration_seconds);
     facts.querySelector("[data-fact=queued]").textContent = fmtSeconds(run.queued_seconds);
-    facts.querySelector("[data-fact=steps]").textContent = String(steps.length);
+    var count = facts.querySelector("[data-fact=steps]");
+    count.textContent = String(run.steps);
+    if (run.inherited) count.appendChild(make("span", { "class": "muted" }, " (" + run.inherited + " from the parent)"));
+    enableVerify();
     facts.querySelector("[data-fact=node]").textContent = run.node || "–";
     $("run-error").hidden = !run.error; $("run-error").textContent = run.error || "";
     $("run-wait").hidden = run.status !== "WAITING"; $("run-wait").textContent = "Waiting: " + (run.wait_reason || "");
@@ -454,7 +463,10 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
     current: start,
     label: function (at, last) {
       if (last < firstPos()) return "No steps yet";
-      if (lane === "") return "Step " + at + " of " + last;
+      if (lane === "") {
+        return "Step " + at + " of steps " + firstPos() + " to " + last +
+          (run.inherited ? " (0 to " + (run.inherited - 1) + " in the parent)" : "");
+      }
       var item = itemAt(at);
       if (lane === "all") return (at + 1) + " of " + (last + 1) + " in commit order · " + describe(item);
       return "Branch " + (item ? item.branch : "?") + ": step " + (item ? item.index : at) + " of " + seq()[last].index;
@@ -485,6 +497,7 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
       var m = JSON.parse(msg.data);
       if (m.type === "step" && m.step.index > lastIndex()) {
         steps.push(m.step);
+        enableVerify();
         if (lane === "" && (following || player.position() < 0)) player.set(m.step.index);
         if (lanesMode) scheduleLanes(300);
       } else if (m.type === "event" && m.event.id > lastEvent) {

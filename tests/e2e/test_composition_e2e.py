@@ -132,7 +132,7 @@ def test_the_player_follows_one_branch_and_steps_through_all_in_commit_order(
     page.locator(f"#timeline .lane-step[data-trace='{order[1]['trace_id']}'][data-index='0']").click()
     expect(page.locator("#step-position")).to_have_text(re.compile(r"^2 of 8 in commit order"))
     page.get_by_label("Follow").select_option("")
-    expect(page.locator("#step-position")).to_have_text("Step 1 of 1")
+    expect(page.locator("#step-position")).to_have_text("Step 1 of steps 0 to 1")
     expect(page.locator("#step-title")).to_have_text("Step 1 · e2e_collect")
     assert "lane=" not in page.url
     assert not page.js_errors, page.js_errors

@@ -58,12 +58,12 @@ def test_the_run_page_shows_the_servers_inspector_for_each_step_and_fetches_it_o
     for index in (1, 2, 3, 4, 3, 2, 1, 0):
         page.keyboard.press("ArrowRight" if index > int(page.url.rsplit("=", 1)[1]) else "ArrowLeft")
         expect(page.locator("#step-title")).to_have_text(TITLE.format(index))
-        expect(page.locator("#step-position")).to_have_text(f"Step {index} of 4")
+        expect(page.locator("#step-position")).to_have_text(f"Step {index} of steps 0 to 4")
         assert page.url.endswith(f"?step={index}")
     assert sorted(asked) == [1, 2, 3, 4]  # step 0 came with the page; a step seen once is kept
 
     page.get_by_role("button", name="Play").click()
-    expect(page.locator("#step-position")).to_have_text("Step 4 of 4", timeout=10_000)
+    expect(page.locator("#step-position")).to_have_text("Step 4 of steps 0 to 4", timeout=10_000)
     expect(page.locator("#step-title")).to_have_text(TITLE.format(4))
     expect(page.get_by_role("button", name="Play")).to_be_enabled()
     page.locator("#scrubber").fill("3")
@@ -103,7 +103,7 @@ def test_a_step_that_cannot_be_loaded_says_so_and_never_shows_the_sign_in_page(
     expect(page.locator("#step-title")).to_have_text(TITLE.format(0))
     page.context.clear_cookies()  # the session ends
     page.locator("#scrubber").fill("4")
-    expect(page.locator("#step-position")).to_have_text("Step 4 of 4")
+    expect(page.locator("#step-position")).to_have_text("Step 4 of steps 0 to 4")
     alert = page.locator("#inspector [role=alert]")
     expect(alert).to_contain_text("Step 4 could not be loaded: signed out")
     expect(page.locator("#inspector form")).to_have_count(0)

@@ -109,7 +109,7 @@ def test_verify_on_a_run_shows_a_verified_badge_per_step(
     expect(page.locator("#step-title .vbadge")).to_have_text("verified")
     expect(page.get_by_role("button", name="Verify again")).to_be_enabled()
     panel.get_by_role("link", name="1 · e2e_count_luck").click()
-    expect(page.locator("#step-position")).to_have_text("Step 1 of 4")
+    expect(page.locator("#step-position")).to_have_text("Step 1 of steps 0 to 4")
     expect(page.locator("#timeline .tl-verdict .vbadge-match")).to_have_count(5)  # kept across steps
     shot(page, "03-verify-badges", folder="replay", full_page=True)
 
@@ -131,7 +131,7 @@ def test_an_operator_forks_from_the_player_with_edited_state(
     page = _page(chromium_browser, server, "operator")
     page.goto(f"/runs/{parent}/?step=1")
     page.get_by_role("button", name="Next step").click()
-    expect(page.locator("#step-position")).to_have_text("Step 2 of 4")
+    expect(page.locator("#step-position")).to_have_text("Step 2 of steps 0 to 4")
     page.get_by_role("link", name="Fork at step 2").click()
     page.wait_for_url(re.compile(r"/fork/\?step=2$"))
     expect(page.get_by_role("heading", name="Fork after step 2")).to_be_visible()
@@ -152,10 +152,11 @@ def test_an_operator_forks_from_the_player_with_edited_state(
     assert child != parent
     expect(page.locator("#forked-from")).to_contain_text(f"forked from {parent[:12]} at step 2")
     expect(page.locator("#run-status .status")).to_have_text("COMPLETED", timeout=20_000)
-    expect(page.locator("#step-position")).to_have_text("Step 4 of 4")
+    expect(page.locator("#step-position")).to_have_text("Step 4 of steps 3 to 4 (0 to 2 in the parent)")
+    expect(page.locator("[data-fact=steps]")).to_have_text("5 (3 from the parent)")
     expect(page.locator("#step-state")).to_contain_text("edited in the browser")
     page.get_by_role("button", name="Previous step").click()
-    expect(page.locator("#step-position")).to_have_text("Step 3 of 4")
+    expect(page.locator("#step-position")).to_have_text("Step 3 of steps 3 to 4 (0 to 2 in the parent)")
     expect(page.get_by_role("button", name="Previous step")).to_be_disabled()  # the fork's first own step
     shot(page, "05-fork-run", folder="replay", full_page=True)
 

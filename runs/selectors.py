@@ -403,6 +403,16 @@ def input_example(*, schema: dict[str, Any]) -> Any:
     return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": []}.get(str(kind))
 
 
+SHORT_ID_MIN = 6  # hex characters of a trace id that find a run (the lists show 12)
+
+
+def runs_by_prefix(*, prefix: str, limit: int = 20) -> list[Run]:
+    """Runs whose trace id starts with ``prefix`` (lower-case hex), newest first: at most ``limit``."""
+    return list(
+        Run.objects.filter(trace_id__startswith=prefix).select_related("graph").order_by("-created_at", "-id")[:limit]
+    )
+
+
 def compare_candidates(*, run: Run, limit: int = 25) -> QuerySet[Run]:
     """Other recent runs of the same graph (any version): the "Compare with…" choices on a run page."""
     return (

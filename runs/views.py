@@ -51,6 +51,8 @@ def _when(value: str, *, end: bool = False) -> dt.datetime | None:
 
 RUN_KINDS = (Run.KIND_RUN, Run.KIND_CHILD, Run.KIND_BRANCH)
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+SHORT_ID = re.compile(rf"[0-9a-f]{{{selectors.SHORT_ID_MIN},31}}")
+SHORT_ID_CHOICES = 20
 SIGNAL_NAME_MAX = Signal._meta.get_field("name").max_length or 100
 
 
@@ -166,9 +168,25 @@ def run_new(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     run = Run.objects.select_related("graph", "parent").filter(trace_id=trace_id).first()
     if run is None:
-        return not_found_page(request, reason=f"there is no run {trace_id}")
+        return _run_by_prefix(request, trace_id.lower())
     refused = refusal_take(request, form=f"signal-{run.pk}")
     return _run_page(request, run, signal_error=refused.get("error", ""), signal_text=refused.get("payload"))
+
+
+def _run_by_prefix(request: HttpRequest, prefix: str) -> HttpResponse:
+    """A short id (6 or more hex characters, as the lists show 12): one run redirects to it, several are listed
+    (300 Multiple Choices), none is the 404."""
+    if not SHORT_ID.fullmatch(prefix):
+        hint = f"; a short id has {selectors.SHORT_ID_MIN} to 32 hex characters" if len(prefix) < 32 else ""
+        return not_found_page(request, reason=f"there is no run {prefix}{hint}")
+    found = selectors.runs_by_prefix(prefix=prefix, limit=SHORT_ID_CHOICES + 1)
+    if len(found) == 1:
+        query = request.META.get("QUERY_STRING", "")
+        return redirect(reverse("runs:run_detail", args=[found[0].trace_id]) + (f"?{query}" if query else ""))
+    if not found:
+        return not_found_page(request, reason=f"no run's id starts with {prefix}")
+    context = {"prefix": prefix, "runs": found[:SHORT_ID_CHOICES], "more": len(found) > SHORT_ID_CHOICES}
+    return render(request, "runs/run_choices.html", context, status=300)
 
 
 def _run_page(

@@ -44,3 +44,18 @@ def test_verify_is_enabled_live_once_a_run_opened_before_its_first_step_complete
     page.goto("/runs/?trace=" + trace[:12])
     expect(page.locator(f"tr:has(a[href='/runs/{trace}/']) td").nth(3)).to_have_text(re.compile(r"^4"))
     assert page.js_errors == []
+
+
+def test_a_run_opens_by_the_12_character_id_the_lists_show(chromium_browser: Any, server: dict[str, Any]) -> None:
+    expect = playwright_sync.expect
+    page = signed_in_page(chromium_browser, server, "viewer")
+    page.goto("/runs/")
+    short = page.locator("table.runs tbody a.mono").first.inner_text()
+    assert len(short) == 12
+    page.goto(f"/runs/{short}/")
+    expect(page).to_have_url(re.compile(rf"/runs/{short}[0-9a-f]{{20}}/$"))
+    expect(page.get_by_role("heading", name=re.compile("^Run "))).to_be_visible()
+    response = page.goto("/runs/000000000000/")
+    assert response is not None and response.status == 404
+    expect(page.locator("#not-found-reason")).to_have_text("No run's id starts with 000000000000.")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()

@@ -11,14 +11,16 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
-        """Plug the runs app's activities into the engine, then import the configured graph modules so their
-        nodes and specialists register."""
+        """Plug the runs app's activities into the engine, its sweeps and ticks into the scheduler (settling
+        spawned runs, releasing dead workers' leases), then import the configured graph modules so their nodes
+        and specialists register."""
         from runs import activities
-        from runs.scheduler import register_sweep_task
-        from runs.services import events, spawn
+        from runs.scheduler import register_sweep_task, register_tick_task
+        from runs.services import events, leases, spawn
 
         activities.register()
         events.on_run_ended(spawn.run_ended)
         register_sweep_task("spawned_settled", spawn.sweep)
+        register_tick_task("dead_workers", leases.leases_release_dead)
         for module in settings.CMO_GRAPH_MODULES:
             importlib.import_module(module)

@@ -107,15 +107,16 @@ def retention_tick(*, now: dt.datetime | None = None, force: bool = False) -> di
     )
 
 
-# A worker's lease keeper writes its WorkerStatus row every runs.worker.host.HEARTBEAT_SECONDS (5 s).
-WORKER_STATUS_STALE_SECONDS = 10 * 5.0
+# A worker's lease keeper writes its WorkerStatus row every runs.worker.host.HEARTBEAT_SECONDS (1 s); a
+# row this old is deleted (its leases were released long before: runs.services.leases.leases_release_dead).
+WORKER_STATUS_STALE_SECONDS = 50.0
 
 
 def worker_status_prune(*, now: dt.datetime | None = None) -> int:
     """Delete the heartbeat rows of workers not seen for WORKER_STATUS_STALE_SECONDS; how many went.
 
     A worker that is killed (kill -9, OOM, a lost machine) never removes its own
-    row, so without this the table only grows. Ten missed heartbeats is well past
+    row, so without this the table only grows. Fifty missed heartbeats is well past
     a slow beat (a keeper held up by a database hiccup or a long GC pause) and past
     the 30 s in which the dashboard and metrics count a worker alive, so no live
     figure changes; and a live worker whose row went anyway recreates it with its

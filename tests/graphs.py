@@ -38,6 +38,13 @@ def t_sleep(state: dict[str, Any], ctx: Any) -> Any:
     return ctx.result(state)
 
 
+@node("t_slow")
+def t_slow(state: dict[str, Any], ctx: Any) -> Any:
+    """A slow step with no timeout: a run that keeps its worker busy for ``sleep`` seconds."""
+    time.sleep(state.get("sleep", 0))
+    return ctx.result(state)
+
+
 @node("t_flaky", retry=RetryPolicy(max_attempts=3, backoff=0.01))
 def t_flaky(state: dict[str, Any], ctx: Any) -> Any:
     if ctx.attempt <= state.get("fail_times", 0):
@@ -110,6 +117,7 @@ graph(
 )
 graph("t-http", entry="t_http", edges=[("t_http", "t_http", "again"), ("t_http", END, "done")])
 graph("t-sleep", entry="t_sleep", edges=[("t_sleep", END)])
+graph("t-slow", entry="t_slow", edges=[("t_slow", END)])
 graph("t-flaky", entry="t_flaky", edges=[("t_flaky", END)])
 graph("t-not-json", entry="t_not_json", edges=[("t_not_json", END)])
 graph("t-socket", entry="t_socket", edges=[("t_socket", END)])

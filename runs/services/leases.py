@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +26,13 @@ from django.db.models import Case, CharField, Count, F, Q, QuerySet, When, Windo
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from cmo_site.shared.live import wake_now
 from runs.engine import statemachine as sm
 from runs.engine.errors import LeaseLost
 from runs.models import GraphLimit, Run, WorkerStatus
 from runs.services.events import run_event_add, run_transition
+
+log = logging.getLogger(__name__)
 
 
 def _free(now: dt.datetime) -> Q:
@@ -55,10 +59,10 @@ WITH prev AS (
        FOR UPDATE
 )
 UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
-       crash_count = r.crash_count + CASE WHEN prev.lease_owner <> '' THEN 1 ELSE 0 END
+       crash_count = r.crash_count + CASE WHEN prev.lease_owner NOT IN ('', %s) THEN 1 ELSE 0 END
   FROM prev
  WHERE r.id = prev.id
-RETURNING prev.lease_owner <> ''
+RETURNING prev.lease_owner NOT IN ('', %s)
 """
 
 
@@ -72,7 +76,7 @@ def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) ->
     expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute(_CLAIM_ONE_SQL, [run_id, now, now, owner, expires])
+            cur.execute(_CLAIM_ONE_SQL, [run_id, now, now, owner, expires, owner, owner])
             row = cur.fetchone()
         if row is None:
             return False
@@ -80,7 +84,7 @@ def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) ->
     previous = Run.objects.filter(pk=run_id).values_list("lease_owner", flat=True).first()
     if previous is None:
         return False
-    crashed = previous != ""
+    crashed = previous not in ("", owner)  # taking back one's own released lease is no crash
     claimed = (
         runnable(now)
         .filter(pk=run_id, lease_owner=previous)
@@ -377,7 +381,7 @@ def _wait_for_rate(*, run_id: int, key: str, rate: dict[str, Any], free_at: dt.d
 
 _CLAIM_FREE_SQL = """
 UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
-       crash_count = r.crash_count + CASE WHEN c.previous <> '' THEN 1 ELSE 0 END
+       crash_count = r.crash_count + CASE WHEN c.previous NOT IN ('', %s) THEN 1 ELSE 0 END
   FROM (SELECT id, lease_owner AS previous FROM runs_run
          WHERE status IN ('PENDING', 'RUNNING') AND NOT held
            AND (lease_expires_at IS NULL OR lease_expires_at < %s)
@@ -387,7 +391,7 @@ UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
          LIMIT 1
            FOR UPDATE SKIP LOCKED) c
  WHERE r.id = c.id
-RETURNING r.id, c.previous <> ''
+RETURNING r.id, c.previous NOT IN ('', %s)
 """
 _CAPPED_SQL = """
            AND (status <> 'PENDING' OR kind <> 'run' OR graph_id NOT IN (
@@ -402,7 +406,8 @@ def _claim_next_free(*, owner: str, lease_seconds: float | None, caps: dict[str,
         now = timezone.now()
         expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
         with connection.cursor() as cur:
-            cur.execute(_CLAIM_NEXT_CAPPED_SQL if caps else _CLAIM_NEXT_SQL, [owner, expires, now, now])
+            sql = _CLAIM_NEXT_CAPPED_SQL if caps else _CLAIM_NEXT_SQL
+            cur.execute(sql, [owner, expires, owner, now, now, owner])
             row = cur.fetchone()
         if row is None:
             return None
@@ -462,15 +467,42 @@ def aborts_requested(*, run_ids: list[int]) -> set[int]:
 
 
 def worker_heartbeat(*, owner: str, concurrency: int, in_flight: int, started_at: dt.datetime) -> None:
-    WorkerStatus.objects.update_or_create(
-        owner=owner,
-        defaults={
-            "concurrency": concurrency,
-            "in_flight": in_flight,
-            "started_at": started_at,
-            "last_seen_at": timezone.now(),
-        },
-    )
+    """Every second: one UPDATE of the worker's row (created by the first beat, or again after a prune)."""
+    fields = {"concurrency": concurrency, "in_flight": in_flight, "started_at": started_at}
+    now = timezone.now()
+    if not WorkerStatus.objects.filter(owner=owner).update(**fields, last_seen_at=now):
+        WorkerStatus.objects.update_or_create(owner=owner, defaults={**fields, "last_seen_at": now})
+
+
+_dead_checked = [0.0]  # monotonic time of the last look for dead workers in this process
+DEAD_CHECK_SECONDS = 0.5
+
+
+def leases_release_dead(*, now: dt.datetime | None = None) -> int:
+    """Release the leases of workers whose heartbeat stopped (killed -9, OOM, a lost machine): older than
+    CMO_WORKER_DEAD_SECONDS, when a live worker beats every second from a thread of its own whatever its runs
+    do. Their runs become claimable at once (a claim counts the crash, runs.services.leases.crash_claimed) and
+    are woken, instead of waiting out CMO_LEASE_SECONDS. A run of a worker that was only cut off from the
+    database is safe too: its commits are fenced by the lease. Looks at most every DEAD_CHECK_SECONDS;
+    the scheduler's tick calls it. How many runs it released."""
+    if time.monotonic() - _dead_checked[0] < DEAD_CHECK_SECONDS:
+        return 0
+    _dead_checked[0] = time.monotonic()
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.CMO_WORKER_DEAD_SECONDS)
+    dead = list(WorkerStatus.objects.filter(last_seen_at__lt=cutoff).values_list("owner", flat=True)[:100])
+    if not dead:
+        return 0
+    held = Run.objects.filter(lease_owner__in=dead, lease_expires_at__gt=now)
+    released = list(held.values_list("pk", "lease_owner"))
+    if not released:
+        return 0
+    Run.objects.filter(pk__in=[pk for pk, _ in released], lease_owner__in=dead).update(lease_expires_at=now)
+    for pk, _ in released:
+        wake_now(pk)
+    owners = sorted({owner for _, owner in released})
+    log.warning("released the leases of %d runs held by dead workers %s", len(released), ", ".join(owners))
+    return len(released)
 
 
 def worker_gone(*, owner: str) -> None:

@@ -26,7 +26,7 @@ from runs.services import leases
 from runs.services.run_store import DjangoCheckpointer, release_connection
 
 log = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 1.0  # a missing heartbeat is how a dead worker is noticed (CMO_WORKER_DEAD_SECONDS)
 
 
 def make_owner() -> str:
@@ -156,6 +156,10 @@ class WorkerHost:
 
     def _execute(self, executor: Executor, run_id: int) -> None:
         with self._lock:
+            if run_id in self._held:
+                # Another runner of this worker executes it (its lease was released, as a dead worker's
+                # would be, and this worker took it again): one executor per run.
+                return
             self._held.add(run_id)
         try:
             outcome = executor.run(run_id, max_steps=self.steps_per_slice)
@@ -175,7 +179,7 @@ class WorkerHost:
 
     def _keeper(self) -> None:
         obs.LOG_FIELDS.set({"worker": self.owner})
-        interval = min(1.0, self.lease_seconds / 3)
+        interval = min(0.5, self.lease_seconds / 3)  # so a heartbeat is never more than 1.5 s late
         last_renew = 0.0
         last_beat = 0.0
         while not self._stopping.wait(interval):

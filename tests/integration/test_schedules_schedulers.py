@@ -99,7 +99,7 @@ def test_a_catch_up_after_30_s_of_downtime_follows_its_policy(postgres_db: None)
 
 def test_each_overlap_policy_with_a_slow_run(postgres_db: None) -> None:
     slow = {"sleep": 3}
-    policies = {p: _schedule(f"slow-{p.replace('_', '-')}", graph="t-sleep", data=slow, interval_seconds=2,
+    policies = {p: _schedule(f"slow-{p.replace('_', '-')}", graph="t-slow", data=slow, interval_seconds=2,
                              overlap=p) for p in ("skip", "buffer_one", "allow_all", "cancel_other")}  # fmt: skip
     with worker("--poll", "0.2", "--concurrency", "8"), _scheduler():
         time.sleep(9)

@@ -263,7 +263,7 @@ def test_a_fork_with_edited_state_creates_a_run_and_leaves_the_original_untouche
     execute(child)
     child_page = operator.get(f"/runs/{child.trace_id}/").content.decode()
     assert f'forked from <a class="mono" href="/runs/{run.trace_id}/?step=3">' in child_page
-    assert "Step 5 of 5" in child_page and 'min="4"' in child_page
+    assert "Step 5 of steps 4 to 5 (0 to 3 in the parent)" in child_page and 'min="4"' in child_page
     parent_page = operator.get(f"/runs/{run.trace_id}/").content.decode()
     assert f'href="/runs/{child.trace_id}/">{child.trace_id[:12]}</a> forked at step 3' in parent_page
 

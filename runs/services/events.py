@@ -35,14 +35,20 @@ def run_event_add(
         detail=detail or {},
         actor=actor,
     )
-    announcement = live.event_message(run_id=run_id, event_id=event.pk, kind=kind, to_status=to_status)
+    event_announce(run_id=run_id, event_id=event.pk, kind=kind, to_status=to_status)
+    return event
+
+
+def event_announce(*, run_id: int, event_id: int, kind: str, to_status: str) -> None:
+    """After the event's transaction commits (at once outside one): tell the live pages, and run the RUN_ENDED
+    hooks when it ended the run. Also for events written by a statement of their own (runs.services.run_store)."""
+    announcement = live.event_message(run_id=run_id, event_id=event_id, kind=kind, to_status=to_status)
     live.send_on_commit(live.run_group(run_id), announcement)
     if to_status:
         live.send_on_commit(live.RUNS_GROUP, live.status_message(run_id=run_id, status=to_status))
     if to_status in sm.TERMINAL:
         for hook in RUN_ENDED:
             transaction.on_commit(lambda hook=hook: hook(run_id), robust=True)  # type: ignore[misc]
-    return event
 
 
 # Called with a run's id after the transaction that ended it commits (runs.services.spawn registers the

@@ -26,9 +26,9 @@ from runs.engine import statemachine as sm
 from runs.engine.delta import apply, encode
 from runs.engine.errors import CheckpointUnavailable, LeaseLost
 from runs.engine.stores import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
-from runs.models import Activity, Run, Step
+from runs.models import Activity, Run, RunEvent, Step
 from runs.services.blobs import blob_load, blob_store
-from runs.services.events import run_event_add, run_transition
+from runs.services.events import event_announce, run_event_add, run_transition
 from runs.services.spawn import branches_create
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,26 @@ WITH moved AS (
 )
 INSERT INTO runs_runevent (run_id, kind, from_status, to_status, step, message, detail, actor, created_at)
 SELECT id, 'status', 'PENDING', 'RUNNING', step_index, 'started', %s::jsonb, '', %s FROM moved
+RETURNING id
+"""
+
+
+# A run's last step (no fan-out): the run's end fenced by the lease, the step row and the status event.
+_LAST_STEP_COMMIT_SQL = """
+WITH held AS (
+    UPDATE runs_run
+       SET step_index = %s, node = %s, attempt = 1, updated_at = %s, not_before = NULL, crash_count = 0,
+           status = %s, finished_at = %s, lease_owner = '', lease_expires_at = NULL, state = %s::jsonb, error = %s
+     WHERE id = %s AND lease_owner = %s AND status = 'RUNNING'
+ RETURNING id
+), step AS (
+    INSERT INTO runs_step (run_id, index, node, attempt, state, state_delta, state_size, state_hash, input_hash,
+                           output, output_hash, edge, started_at, duration_ms, error)
+    SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s FROM held
+    RETURNING run_id
+)
+INSERT INTO runs_runevent (run_id, kind, from_status, to_status, step, message, detail, actor, created_at)
+SELECT run_id, 'status', 'RUNNING', %s, %s, %s, '{}'::jsonb, '', %s FROM step
 RETURNING id
 """
 
@@ -266,11 +286,7 @@ class DjangoCheckpointer:
             row = cur.fetchone()
         if row is None:
             return False
-        live.send_on_commit(
-            live.run_group(run_id),
-            live.event_message(run_id=run_id, event_id=int(row[0]), kind="status", to_status=sm.RUNNING),
-        )
-        live.send_on_commit(live.RUNS_GROUP, live.status_message(run_id=run_id, status=sm.RUNNING))
+        event_announce(run_id=run_id, event_id=int(row[0]), kind="status", to_status=sm.RUNNING)
         return True
 
     @_resilient
@@ -359,9 +375,12 @@ class DjangoCheckpointer:
                     )
 
         try:
-            one_statement = final_status is None and step.fanout is None
-            if one_statement and connection.vendor == "postgresql" and not connection.in_atomic_block:
+            one_statement = step.fanout is None and connection.vendor == "postgresql" and not connection.in_atomic_block
+            if one_statement and final_status is None:
                 with_db_retry(lambda: self._commit_step_one_statement(run_id, step, full, delta, fields))
+            elif one_statement:
+                assert final_status is not None
+                with_db_retry(lambda: self._commit_last_step_one_statement(run_id, step, full, delta, fields, error))
             else:
                 with_db_retry(write)
         except _RETRYABLE as exc:
@@ -419,6 +438,37 @@ class DjangoCheckpointer:
             )
             if cur.rowcount != 1:
                 raise LeaseLost(f"run {run_id} lease lost before step {step.index} committed")
+
+    def _commit_last_step_one_statement(
+        self, run_id: int, step: StepRecord, full: Any, delta: Any, fields: dict[str, Any], error: str
+    ) -> None:
+        """A run's last step, its end and its status event in one statement (PostgreSQL), then what the event's
+        commit announces (live pages, the RUN_ENDED hooks). A retry after a lost acknowledgement finds the step
+        committed and announces it again (the hooks and pages are idempotent)."""
+        status = fields["status"]
+        message = error or "finished"
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(
+                _LAST_STEP_COMMIT_SQL,
+                [
+                    fields["step_index"], fields["node"], fields["updated_at"], status, fields["finished_at"],
+                    _json_param(step.state), fields["error"], run_id, self.owner,
+                    step.index, step.node, step.attempt, _json_param(full), _json_param(delta), step.state_size,
+                    step.state_hash, step.input_hash, _json_param(step.output), step.output_hash, step.edge,
+                    step.started_at, step.duration_ms, step.error,
+                    status, step.index, message, fields["updated_at"],
+                ],
+                prepare=True,
+            )  # fmt: skip
+            row = cur.fetchone()
+        if row is None:
+            committed = Step.objects.filter(run_id=run_id, index=step.index, state_hash=step.state_hash).exists()
+            event = RunEvent.objects.filter(run_id=run_id, kind="status", to_status=status).order_by("-id").first()
+            if not committed or event is None:
+                raise LeaseLost(f"run {run_id} lease lost before step {step.index} committed")
+            row = (event.pk,)
+        event_announce(run_id=run_id, event_id=int(row[0]), kind="status", to_status=status)
 
     def _encode_state(self, run_id: int, step: StepRecord) -> tuple[Any, Any]:
         """(full state, None) for a snapshot, (None, delta) when a delta from the previous step is much smaller."""

@@ -17,8 +17,8 @@ import hashlib
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from cmo_site.shared.live import run_wake
@@ -298,25 +298,32 @@ def _cancel_rest(run_id: int, fanout_step: int) -> None:
             continue
 
 
+# Who spawned a run, and whether it left spawned runs running (not detached): what run_ended acts on.
+_ACTIVE = sorted(sm.ACTIVE)
+_ENDED_SQL = f"""
+SELECT r.spawned_by_id, EXISTS (
+    SELECT 1 FROM runs_run c
+     WHERE c.spawned_by_id = r.id AND c.status IN ({", ".join(["%s"] * len(_ACTIVE))}) AND NOT c.detached
+) FROM runs_run r WHERE r.id = %s
+"""
+
+
 def run_ended(run_id: int) -> None:
     """After a run ends: abort what it spawned and still runs (not detached children), settle who spawned it."""
-    live_children = Run.objects.filter(spawned_by_id=OuterRef("pk"), status__in=sm.ACTIVE, detached=False)
-    row = (
-        Run.objects.filter(pk=run_id)
-        .values("spawned_by_id")
-        .annotate(cascade=Exists(live_children))
-        .first()
-    )  # one round trip for the common case: nobody spawned it and it left nothing running
-    if row is None:
+    with connection.cursor() as cur:  # one round trip (and no query to compile) for the common case
+        cur.execute(_ENDED_SQL, [*_ACTIVE, run_id])
+        found = cur.fetchone()
+    if found is None:
         return
+    spawner, cascade = found
     children = Run.objects.filter(spawned_by_id=run_id, status__in=sm.ACTIVE, detached=False)
-    for child in children if row["cascade"] else ():
+    for child in children if cascade else ():
         try:
             run_abort(run=child, actor="cascade")
         except sm.InvalidTransition:
             continue
-    if row["spawned_by_id"] is not None:
-        settle(run_id=row["spawned_by_id"])
+    if spawner is not None:
+        settle(run_id=spawner)
 
 
 def sweep() -> int:

@@ -22,7 +22,7 @@ from runs.engine.composition import Join
 from runs.engine.redaction import redact
 from runs.engine.stores import ActivityRecord
 from runs.models import Activity, Graph, Run, RunEvent, Step, WorkerStatus
-from runs.services.leases import gated, graph_caps, in_flight_q, runnable, slot_expression, slot_of
+from runs.services.leases import gated, graph_caps, in_flight_by_slot, runnable, slot_expression, slot_of
 from runs.services.run_store import step_state, step_states
 
 # --- the dashboard ----------------------------------------------------------------
@@ -454,7 +454,7 @@ def slot_waits(*, limit: int = 50) -> list[dict[str, Any]]:
         .order_by("-n", "slot")[:limit]
     )
     rows = list(pending)
-    busy = _busy([r["slot"] for r in rows], caps, now)
+    busy = in_flight_by_slot([r["slot"] for r in rows], caps, now)
     waits = []
     for r in rows:
         key = r["slot"]
@@ -467,22 +467,6 @@ def slot_waits(*, limit: int = 50) -> list[dict[str, Any]]:
                 {"key": key, "graph": key.split(":", 1)[0], "waiting": waiting, "in_flight": running, "limit": cap}
             )
     return waits
-
-
-def _busy(keys: list[str], caps: dict[str, int], now: dt.datetime) -> dict[str, int]:
-    if not keys:
-        return {}
-    members = Q(concurrency_key__in=keys) | Q(
-        concurrency_key="", kind=Run.KIND_RUN, graph__name__in=[k for k in keys if k in caps]
-    )
-    rows = (
-        Run.objects.filter(members, in_flight_q(now))
-        .annotate(slot=slot_expression())
-        .order_by()
-        .values("slot")
-        .annotate(n=Count("id"))
-    )
-    return {r["slot"]: r["n"] for r in rows}
 
 
 def caps_waiting() -> dict[str, int]:
@@ -515,7 +499,7 @@ def run_slot_notes(*, runs: list[Run]) -> dict[int, str]:
             rules[run.pk] = rule
     if not rules:
         return {}
-    busy = _busy(sorted({r.key for r in rules.values()}), caps, now)
+    busy = in_flight_by_slot(sorted({r.key for r in rules.values()}), caps, now)
     notes = {}
     for run in runs:
         rule = rules.get(run.pk)

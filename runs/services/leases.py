@@ -265,7 +265,7 @@ def _claim_next_in_slots(*, owner: str, lease_seconds: float | None, caps: dict[
     if not ready:
         return None
     rules = {h["pk"]: slot_of(h, caps) for h in ready}
-    busy = _in_flight_by_slot([r.key for r in rules.values() if r is not None], caps, now)
+    busy = in_flight_by_slot([r.key for r in rules.values() if r is not None], caps, now)
     for head in ready:
         rule = rules[head["pk"]]
         if rule is None or (rule.limit is not None and busy.get(rule.key, 0) >= rule.limit):
@@ -275,7 +275,8 @@ def _claim_next_in_slots(*, owner: str, lease_seconds: float | None, caps: dict[
     return None
 
 
-def _in_flight_by_slot(keys: list[str], caps: dict[str, int], now: dt.datetime) -> dict[str, int]:
+def in_flight_by_slot(keys: list[str], caps: dict[str, int], now: dt.datetime) -> dict[str, int]:
+    """How many runs hold each of ``keys``' slots now (a key, or a capped graph's name); also the dashboard's."""
     if not keys:
         return {}
     members = Q(concurrency_key__in=keys)

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -189,6 +189,19 @@ def _run_by_prefix(request: HttpRequest, prefix: str) -> HttpResponse:
     return render(request, "runs/run_choices.html", context, status=300)
 
 
+def _started_via(run: Run) -> dict[str, str] | None:
+    """The schedule or hook that started ``run`` (its context says), linked; None for anything else."""
+    context = run.context if isinstance(run.context, dict) else {}
+    for kind, route in (("schedule", "schedules:detail"), ("hook", "hooks:detail")):
+        name = context.get(kind)
+        if isinstance(name, str) and name:
+            try:
+                return {"kind": kind, "name": name, "url": reverse(route, args=[name])}
+            except NoReverseMatch:
+                return None  # not a name either could have (an edited bundle's history)
+    return None
+
+
 def _run_page(
     request: HttpRequest, run: Run, *, signal_error: str = "", signal_text: str | None = None
 ) -> HttpResponse:
@@ -226,6 +239,7 @@ def _run_page(
         "can_fork": can(request.user, OPERATE),
         "can_signal": can(request.user, OPERATE),
         "forks": selectors.run_forks(run=run),
+        "started_via": _started_via(run),
         "compare_with": selectors.compare_candidates(run=run),
         "composition": composition,
         "signal_error": signal_error,

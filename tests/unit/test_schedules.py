@@ -309,3 +309,16 @@ def test_a_schedule_gives_its_runs_its_concurrency_key_and_refuses_one_its_input
         with pytest.raises(services.ScheduleInvalid, match="concurrency") as refused:
             services.schedule_check(data=data, user=owner, role="operator")
         assert message in str(refused.value)
+
+
+def test_a_scheduled_runs_page_links_to_its_schedule_and_an_odd_name_breaks_nothing() -> None:
+    schedule = _schedule("linked", overlap="allow_all")
+    services.schedules_fire_due(now=T0)
+    run = schedule.fires.get().run
+    assert run is not None
+    client = _login("viewer")
+    page = client.get(f"/runs/{run.trace_id}/").content.decode()
+    assert 'via schedule <a href="/schedules/linked/" id="run-started-via">linked</a>' in page
+    Run.objects.filter(pk=run.pk).update(context={**run.context, "schedule": "../<b>x</b>"})
+    odd = client.get(f"/runs/{run.trace_id}/")
+    assert odd.status_code == 200 and "run-started-via" not in odd.content.decode()

@@ -326,6 +326,29 @@ def register_count(name: str, count: Callable[[], int]) -> None:
     COUNTS[name] = count
 
 
+# What a waiting run waits on, by the type of the pending activity that suspended it: (run id, step, seq) ->
+# {"label", "url"} of the page to go to, or None. Apps register theirs (approvals: the request's page).
+WAIT_LINKS: dict[str, Callable[[int, int, int], dict[str, str] | None]] = {
+    "signal": lambda run_id, step, seq: {"label": "send the signal", "url": "#signal-card"},
+    "join": lambda run_id, step, seq: {"label": "its branches", "url": "#h-spawned"},
+    "wait_runs": lambda run_id, step, seq: {"label": "its child runs", "url": "#h-spawned"},
+}
+
+
+def register_wait_link(activity_type: str, link: Callable[[int, int, int], dict[str, str] | None]) -> None:
+    WAIT_LINKS[activity_type] = link
+
+
+def run_wait_link(*, run: Run) -> dict[str, str] | None:
+    """Where to go for what a WAITING run waits on (see WAIT_LINKS), or None."""
+    if run.status != sm.WAITING:
+        return None
+    waiting = Activity.objects.filter(run_id=run.pk, status="pending").order_by("-step", "-seq")
+    pending = waiting.values("type", "step", "seq").first()
+    link = WAIT_LINKS.get(pending["type"]) if pending else None
+    return link(run.pk, pending["step"], pending["seq"]) if link and pending else None
+
+
 def approvals_waiting_count() -> int:
     """Approval requests waiting for a decision (0 where no app counts them)."""
     count = COUNTS.get("approvals_waiting")

@@ -240,6 +240,7 @@ def _run_page(
         "can_signal": can(request.user, OPERATE),
         "forks": selectors.run_forks(run=run),
         "started_via": _started_via(run),
+        "wait_link": selectors.run_wait_link(run=run),
         "compare_with": selectors.compare_candidates(run=run),
         "composition": composition,
         "signal_error": signal_error,

@@ -359,3 +359,12 @@ def test_the_socket_sends_the_inbox_then_each_new_and_decided_request_and_finish
         await communicator.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_a_run_waiting_for_an_approval_links_to_the_request() -> None:
+    request = demo_waiting()
+    run = Run.objects.get(pk=request.run_id)
+    page = html(client_for("viewer").get(f"/runs/{run.trace_id}/"))
+    assert f'id="run-wait-link">Waiting on <a href="/approvals/{request.pk}/">approval #{request.pk}</a>' in page
+    approval_decide(request=request, approve=True, reason="", user=make_user("approver"))
+    assert 'id="run-wait-link"' not in html(client_for("viewer").get(f"/runs/{run.trace_id}/"))

@@ -87,6 +87,9 @@ class ScheduleFire(models.Model):
     outcome = models.CharField(max_length=10, choices=OUTCOME_CHOICES)
     run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     actor = models.CharField(max_length=150, blank=True, help_text="who the run runs as")
+    # True from the start of its run until a look finds the run ended: what "a run of the schedule is active"
+    # reads, so the overlap check scans a schedule's few open fires, not its whole history.
+    open = models.BooleanField(default=False)
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -94,7 +97,10 @@ class ScheduleFire(models.Model):
     class Meta:
         ordering = ["-slot"]
         constraints = [models.UniqueConstraint(fields=["schedule", "slot"], name="one_fire_per_slot")]
-        indexes = [models.Index(fields=["outcome", "schedule"], name="schedulefire_outcome")]
+        indexes = [
+            models.Index(fields=["outcome", "schedule"], name="schedulefire_outcome"),
+            models.Index(fields=["schedule"], condition=models.Q(open=True), name="schedulefire_open"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.slot:%Y-%m-%d %H:%M:%S}: {self.outcome}"

@@ -242,9 +242,13 @@ def schedule_resume(*, schedule: Schedule, user: Any) -> Schedule:
 
 
 def active_runs(*, schedule: Schedule) -> QuerySet[Run]:
-    """The runs of ``schedule`` (started by any of its fires) that have not ended."""
-    started = ScheduleFire.objects.filter(schedule=schedule, outcome=ScheduleFire.STARTED, run__status__in=sm.ACTIVE)
-    return Run.objects.filter(pk__in=started.values("run_id")).order_by("pk")
+    """The runs of ``schedule`` (started by any of its fires) that have not ended. Reads only its open fires
+    and closes those whose run ended (or was deleted), so the look stays small however long its history."""
+    open_fires = ScheduleFire.objects.filter(schedule=schedule, open=True)
+    ended = open_fires.exclude(run__status__in=sm.ACTIVE)
+    if ended.exists():
+        ScheduleFire.objects.filter(pk__in=list(ended.values_list("pk", flat=True))).update(open=False)
+    return Run.objects.filter(pk__in=open_fires.values("run_id"), status__in=sm.ACTIVE).order_by("pk")
 
 
 def _owner_refusal(schedule: Schedule) -> str:
@@ -274,7 +278,7 @@ def _start(schedule: Schedule, fire: ScheduleFire, user: Any, role: str) -> None
     except (Graph.DoesNotExist, CMOError) as exc:
         fire.outcome, fire.reason = ScheduleFire.FAILED, f"the run could not start: {exc}"
     else:
-        fire.outcome, fire.run, fire.reason = ScheduleFire.STARTED, run, ""
+        fire.outcome, fire.run, fire.reason, fire.open = ScheduleFire.STARTED, run, "", True
     fire.actor = user.get_username()
     fire.save()
 

@@ -322,3 +322,14 @@ def test_a_scheduled_runs_page_links_to_its_schedule_and_an_odd_name_breaks_noth
     Run.objects.filter(pk=run.pk).update(context={**run.context, "schedule": "../<b>x</b>"})
     odd = client.get(f"/runs/{run.trace_id}/")
     assert odd.status_code == 200 and "run-started-via" not in odd.content.decode()
+
+
+def test_the_overlap_check_reads_open_fires_only_and_closes_the_ended() -> None:
+    schedule = _schedule("closing", overlap="skip")
+    services.schedules_fire_due(now=T0)
+    fire = schedule.fires.get()
+    assert fire.open and services.active_runs(schedule=schedule).count() == 1
+    drain()
+    assert services.active_runs(schedule=schedule).count() == 0
+    fire.refresh_from_db()
+    assert not fire.open  # closed by the look that found its run ended

@@ -218,6 +218,8 @@ CMO_LEASE_SECONDS = env_float("CMO_LEASE_SECONDS", 30.0, minimum=1.0)
 # A worker whose heartbeat (every second) is this old is dead: its leases are released at once, so its runs
 # resume within seconds instead of waiting out the lease (runs.services.leases.leases_release_dead).
 CMO_WORKER_DEAD_SECONDS = env_float("CMO_WORKER_DEAD_SECONDS", 3.5, minimum=2.0)
+# How long a schedule's record of closed fires and a hook's audit rows are kept (pruned hourly by the scheduler).
+CMO_TRIGGER_HISTORY_DAYS = env_int("CMO_TRIGGER_HISTORY_DAYS", 30, minimum=1)
 CMO_POLL_SECONDS = env_float("CMO_POLL_SECONDS", 2.0, minimum=0.05)
 CMO_WORKER_CONCURRENCY = env_int("CMO_WORKER_CONCURRENCY", 4, minimum=1)
 CMO_SWEEP_SECONDS = env_float("CMO_SWEEP_SECONDS", 5.0, minimum=0.1)

@@ -11,6 +11,7 @@ concurrent duplicate that loses the race on the unique constraint, answers with 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import time
@@ -18,8 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from cmo_site.shared.permissions import OPERATE, TOKEN_ROLES, roles_allow, strongest, token_roles, user_roles
 from hooks import mapping, signing
@@ -415,3 +418,20 @@ def _audit(
         trace_id=trace_id or "",
     )
     log.info("hook delivery %r: %s %s %s", delivery.name[:100], outcome, status, code)
+
+
+_pruned_at = [-3600.0]  # monotonic time of this process's last prune
+PRUNE_EVERY_SECONDS = 3600
+PRUNE_BATCH = 10_000
+
+
+def audit_prune(*, now: dt.datetime | None = None) -> int:
+    """Delete hook audit rows older than CMO_TRIGGER_HISTORY_DAYS, at most hourly and PRUNE_BATCH a time (a
+    scheduler sweep task; unsigned requests to unknown names would otherwise grow the table for ever)."""
+    if time.monotonic() - _pruned_at[0] < PRUNE_EVERY_SECONDS:
+        return 0
+    _pruned_at[0] = time.monotonic()
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.CMO_TRIGGER_HISTORY_DAYS)
+    old = HookAudit.objects.filter(received_at__lt=cutoff).values_list("pk", flat=True)[:PRUNE_BATCH]
+    deleted, _ = HookAudit.objects.filter(pk__in=list(old)).delete()
+    return deleted

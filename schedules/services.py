@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -481,3 +482,20 @@ def schedule_backfill(
             key = "already" if outcome is None else ("started" if outcome == ScheduleFire.STARTED else "failed")
             counts[key] += 1
     return counts
+
+
+_pruned_at = [-3600.0]  # monotonic time of this process's last prune
+PRUNE_EVERY_SECONDS = 3600
+PRUNE_BATCH = 10_000
+
+
+def fires_prune(*, now: dt.datetime | None = None) -> int:
+    """Delete closed fires older than CMO_TRIGGER_HISTORY_DAYS (their runs stay), at most hourly and
+    PRUNE_BATCH a time (a scheduler sweep task); how many went."""
+    if time.monotonic() - _pruned_at[0] < PRUNE_EVERY_SECONDS:
+        return 0
+    _pruned_at[0] = time.monotonic()
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.CMO_TRIGGER_HISTORY_DAYS)
+    old = ScheduleFire.objects.filter(open=False, slot__lt=cutoff).exclude(outcome=ScheduleFire.BUFFERED)
+    deleted, _ = ScheduleFire.objects.filter(pk__in=list(old.values_list("pk", flat=True)[:PRUNE_BATCH])).delete()
+    return deleted

@@ -283,3 +283,21 @@ def test_a_hook_gives_its_runs_its_concurrency_key_and_a_delivery_without_the_ke
     assert Run.objects.count() == 1
     with pytest.raises(Exception, match="concurrency: concurrency needs a limit"):
         make_hook("other", concurrency={"key": "input.target"})
+
+
+def test_audit_rows_older_than_the_history_are_pruned_hourly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from hooks import services
+
+    deliver(Client(), "no-such-hook", "x", {})
+    deliver(Client(), "no-such-hook", "x", {})
+    HookAudit.objects.filter(pk=HookAudit.objects.order_by("id").first().pk).update(
+        received_at=timezone.now() - dt.timedelta(days=40)
+    )
+    monkeypatch.setattr(services, "_pruned_at", [-3600.0])
+    assert services.audit_prune() == 1
+    assert services.audit_prune() == 0
+    assert HookAudit.objects.count() == 1

@@ -333,3 +333,14 @@ def test_the_overlap_check_reads_open_fires_only_and_closes_the_ended() -> None:
     assert services.active_runs(schedule=schedule).count() == 0
     fire.refresh_from_db()
     assert not fire.open  # closed by the look that found its run ended
+
+
+def test_closed_fires_older_than_the_history_are_pruned_hourly(monkeypatch: pytest.MonkeyPatch) -> None:
+    schedule = _schedule("pruned", overlap="allow_all")
+    services.schedules_fire_due(now=T0 + dt.timedelta(seconds=6))
+    ScheduleFire.objects.filter(schedule=schedule).update(open=False)
+    ScheduleFire.objects.filter(schedule=schedule, slot=T0).update(slot=T0 - dt.timedelta(days=40))
+    monkeypatch.setattr(services, "_pruned_at", [-3600.0])
+    assert services.fires_prune(now=T0) == 1
+    assert services.fires_prune(now=T0) == 0  # at most hourly
+    assert schedule.fires.count() == 1 and Run.objects.count() == 2  # the runs stay

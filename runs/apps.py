@@ -20,6 +20,7 @@ class RunsConfig(AppConfig):
 
         activities.register()
         events.on_run_ended(spawn.run_ended)
+        events.on_run_ended(leases.slot_freed)
         register_sweep_task("spawned_settled", spawn.sweep)
         register_tick_task("dead_workers", leases.leases_release_dead)
         for module in settings.CMO_GRAPH_MODULES:

@@ -328,3 +328,29 @@ def test_the_api_shows_the_key() -> None:
     run = start(service="billing")
     body = client_as("viewer").get(f"/api/runs/{run.trace_id}").json()
     assert body["concurrency_key"] == "k-service:billing"
+
+
+def test_a_keyed_runs_end_wakes_the_next_run_of_its_key_at_once() -> None:
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from runs.services.events import run_transition
+
+    first, second = start(service="wake"), start(service="wake")
+    assert claim_all() == [first.pk]
+    layer = get_channel_layer()
+
+    async def woken() -> list[int]:
+        got = []
+        while True:
+            try:
+                got.append((await asyncio.wait_for(layer.receive(settings.CMO_WORKER_CHANNEL), 0.05))["run_id"])
+            except TimeoutError:
+                return got
+
+    async_to_sync(woken)()  # what run creation sent
+    run_transition(run_id=first.pk, target="COMPLETED", message="done")
+    assert second.pk in async_to_sync(woken)()

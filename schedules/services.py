@@ -299,9 +299,11 @@ def _fire(
     active = []
     if policy != Schedule.ALLOW_ALL:
         active = list(active_runs(schedule=schedule).values_list("pk", "trace_id", "status"))
-    if active and policy == Schedule.SKIP:
+    # A buffered slot starts later as the schedule's owner, so only the schedule's own slots are buffered: a
+    # slot someone triggered is skipped instead (it would otherwise run with the owner's rights, not theirs).
+    if active and (policy == Schedule.SKIP or (policy == Schedule.BUFFER_ONE and kind != ScheduleFire.SLOT)):
         fire.outcome = ScheduleFire.SKIPPED
-        fire.reason = f"run {active[0][1]} of this schedule is still {active[0][2]} (overlap: skip)"
+        fire.reason = f"run {active[0][1]} of this schedule is still {active[0][2]} (overlap: {policy})"
         fire.save()
         return fire.outcome
     if active and policy == Schedule.BUFFER_ONE:

@@ -344,3 +344,15 @@ def test_closed_fires_older_than_the_history_are_pruned_hourly(monkeypatch: pyte
     assert services.fires_prune(now=T0) == 1
     assert services.fires_prune(now=T0) == 0  # at most hourly
     assert schedule.fires.count() == 1 and Run.objects.count() == 2  # the runs stay
+
+
+def test_a_triggered_slot_is_never_buffered_to_run_later_with_the_owners_rights() -> None:
+    admin = user_with("buffer-admin", "admin")
+    schedule = _schedule("admins-buffer", owner=admin, overlap="buffer_one")
+    Schedule.objects.filter(pk=schedule.pk).update(owner_role="admin")
+    schedule.refresh_from_db()
+    services.schedules_fire_due(now=T0)  # the admin's own slot: its run is active
+    operator = user_with("buffer-operator", "operator")
+    fire = services.schedule_trigger(schedule=schedule, user=operator, role="operator")
+    assert fire.outcome == "skipped" and "overlap: buffer_one" in fire.reason
+    assert not ScheduleFire.objects.filter(outcome="buffered").exists()

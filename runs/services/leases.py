@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models.functions import Now, RowNumber
 from django.utils import timezone
 
 from cmo_site.shared.live import wake_now
@@ -470,9 +470,9 @@ def aborts_requested(*, run_ids: list[int]) -> set[int]:
 def worker_heartbeat(*, owner: str, concurrency: int, in_flight: int, started_at: dt.datetime) -> None:
     """Every second: one UPDATE of the worker's row (created by the first beat, or again after a prune)."""
     fields = {"concurrency": concurrency, "in_flight": in_flight, "started_at": started_at}
-    now = timezone.now()
-    if not WorkerStatus.objects.filter(owner=owner).update(**fields, last_seen_at=now):
-        WorkerStatus.objects.update_or_create(owner=owner, defaults={**fields, "last_seen_at": now})
+    # The database's clock, which leases_release_dead compares with: machines' clocks may disagree by seconds.
+    if not WorkerStatus.objects.filter(owner=owner).update(**fields, last_seen_at=Now()):
+        WorkerStatus.objects.update_or_create(owner=owner, defaults={**fields, "last_seen_at": timezone.now()})
 
 
 _dead_checked = [0.0]  # monotonic time of the last look for dead workers in this process
@@ -489,16 +489,19 @@ def leases_release_dead(*, now: dt.datetime | None = None) -> int:
     if time.monotonic() - _dead_checked[0] < DEAD_CHECK_SECONDS:
         return 0
     _dead_checked[0] = time.monotonic()
-    now = now or timezone.now()
-    cutoff = now - dt.timedelta(seconds=settings.CMO_WORKER_DEAD_SECONDS)
+    cutoff = Now() - dt.timedelta(seconds=settings.CMO_WORKER_DEAD_SECONDS) if now is None else (
+        now - dt.timedelta(seconds=settings.CMO_WORKER_DEAD_SECONDS)
+    )  # the database's clock, as the heartbeats write it
     dead = list(WorkerStatus.objects.filter(last_seen_at__lt=cutoff).values_list("owner", flat=True)[:100])
     if not dead:
         return 0
-    held = Run.objects.filter(lease_owner__in=dead, lease_expires_at__gt=now)
+    now = now or timezone.now()
+    long_ago = now - dt.timedelta(days=1)  # expired by any worker's clock, however far it is from ours
+    held = Run.objects.filter(lease_owner__in=dead, lease_expires_at__gt=now)  # not released (or expired) yet
     released = list(held.values_list("pk", "lease_owner"))
     if not released:
         return 0
-    Run.objects.filter(pk__in=[pk for pk, _ in released], lease_owner__in=dead).update(lease_expires_at=now)
+    Run.objects.filter(pk__in=[pk for pk, _ in released], lease_owner__in=dead).update(lease_expires_at=long_ago)
     for pk, _ in released:
         wake_now(pk)
     owners = sorted({owner for _, owner in released})

@@ -3,6 +3,7 @@ retention) and the loop that sweeps (``cmo_scheduler``, ``cmo_serve``)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -273,15 +274,14 @@ def timers_fire(*, now: dt.datetime | None = None, batch: int = 500) -> int:
             if recent and Run.objects.filter(pk=timer.run_id, status__in=sm.ACTIVE).exists():
                 continue  # armed, its wait not recorded yet: fired at a later round
         elif activity.status == ACTIVITY_PENDING and activity.run.status in sm.ACTIVE:
-            try:
+            # Answered meanwhile (by another scheduler) is fine: the timer is marked fired either way.
+            with contextlib.suppress(NoPendingActivity):
                 activity_answer(
                     activity=activity,
                     response={"due_at": timer.due_at.isoformat(), "woke_at": now.isoformat()},
                     actor="timer",
                 )
                 fired += 1
-            except NoPendingActivity:
-                pass
         Timer.objects.filter(pk=timer.pk).update(fired_at=now)
     return fired
 

@@ -16,6 +16,7 @@ from django.test import Client
 from hooks import signing
 from hooks.models import Hook, HookAudit
 from runs.models import AuditEvent, Run
+from tests.conftest import service_missing
 from tests.unit.api_fixtures import assert_error, client_as, post_json, token_client, user_with
 
 pytestmark = pytest.mark.django_db
@@ -250,8 +251,9 @@ def test_rotating_from_the_page_shows_the_new_secret_once() -> None:
     assert not Hook.objects.get().enabled
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_the_pages_curl_snippet_signs_as_the_server_checks() -> None:
+    if shutil.which("openssl") is None:
+        service_missing("openssl (the page's curl snippet signs with it)")
     secret = create(client_as("operator")).json()["secret"]
     from hooks.examples import call_example
 

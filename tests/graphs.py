@@ -45,6 +45,14 @@ def t_slow(state: dict[str, Any], ctx: Any) -> Any:
     return ctx.result(state)
 
 
+@node("t_slow_steps")
+def t_slow_steps(state: dict[str, Any], ctx: Any) -> Any:
+    """``steps`` steps of ``sleep`` seconds each: a slow run that an abort can stop between steps."""
+    time.sleep(state.get("sleep", 0))
+    done = state.get("done", 0) + 1
+    return ctx.result({**state, "done": done}, edge="again" if done < state.get("steps", 1) else "done")
+
+
 @node("t_flaky", retry=RetryPolicy(max_attempts=3, backoff=0.01))
 def t_flaky(state: dict[str, Any], ctx: Any) -> Any:
     if ctx.attempt <= state.get("fail_times", 0):
@@ -118,6 +126,11 @@ graph(
 graph("t-http", entry="t_http", edges=[("t_http", "t_http", "again"), ("t_http", END, "done")])
 graph("t-sleep", entry="t_sleep", edges=[("t_sleep", END)])
 graph("t-slow", entry="t_slow", edges=[("t_slow", END)])
+graph(
+    "t-slow-steps",
+    entry="t_slow_steps",
+    edges=[("t_slow_steps", "t_slow_steps", "again"), ("t_slow_steps", END, "done")],
+)
 graph("t-flaky", entry="t_flaky", edges=[("t_flaky", END)])
 graph("t-not-json", entry="t_not_json", edges=[("t_not_json", END)])
 graph("t-socket", entry="t_socket", edges=[("t_socket", END)])

@@ -73,14 +73,19 @@ def _strings(value: Any) -> list[str]:
     return [str(value)]
 
 
-def policy_input(kind: str, request: dict[str, Any], *, size: int, role: str) -> dict[str, Any]:
-    """The Rego input for an activity ``kind`` with (stored, redacted) ``request``."""
+def policy_input(
+    kind: str, request: dict[str, Any], *, size: int, role: str, facts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The Rego input for an activity ``kind`` with (stored, redacted) ``request``, and the ``facts`` its kind
+    adds (an LLM call's ``input.llm``: provider, model, estimated tokens, the run's spend and budget)."""
     declared: Any = request.get("payload") or request.get("arguments") or request.get("json") or {}
     if not isinstance(declared, dict):
         declared = {}
     fields = _strings(declared.get("fields")) + _strings(request.get("fields"))
     scopes = _strings(declared.get("write_scope")) + _strings(declared.get("write_scopes"))
+    # The facts come first, so none can stand in for the engine's own keys (the role above all).
     return {
+        **(facts or {}),
         "activity": kind,
         "specialist": str(request.get("specialist") or ""),
         "task": str(request.get("task") or ""),
@@ -183,7 +188,8 @@ class PolicyEngine(Policy):
 
     def __call__(self, kind: str, payload: dict[str, Any], ctx: NodeContext) -> None:
         """The executor's hook before a new activity: PolicyDenied on any denial."""
-        inp = policy_input(kind, payload.get("request") or {}, size=payload.get("size", 0), role=_role(ctx.run))
+        request, size, facts = payload.get("request") or {}, payload.get("size", 0), payload.get("facts")
+        inp = policy_input(kind, request, size=size, role=_role(ctx.run), facts=facts)
         denials = self.evaluate(inp)
         if denials:
             self._deny(ctx.run.run_id, ctx.step, kind, inp, denials)

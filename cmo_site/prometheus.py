@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runs.engine import statemachine as sm
@@ -112,6 +112,29 @@ class CmoCollector(Collector):
         )
         yield from self._scheduler()
         yield from self._specialist_streams()
+        yield from self._llm()
+
+    @staticmethod
+    def _llm() -> Iterator[Metric]:
+        """Model calls, tokens and cost by graph, provider and model: true counters, because the daily rows
+        they sum are never deleted with runs (runs.llm.usage)."""
+        from runs.llm.usage import usage_totals
+
+        labels = ["graph", "provider", "model"]
+        calls = CounterMetricFamily("cmo_llm_calls", "Model calls recorded as completed.", labels=labels)
+        tokens = CounterMetricFamily(
+            "cmo_llm_tokens", "Model tokens, by direction (input includes cached).", labels=[*labels, "direction"]
+        )
+        cost = CounterMetricFamily("cmo_llm_cost_usd", "Model cost in USD, from the price tables.", labels=labels)
+        for row in usage_totals():
+            key = [row["graph_name"], row["provider"], row["model"]]
+            calls.add_metric(key, row["calls"])
+            for direction in ("input", "output", "cached"):
+                tokens.add_metric([*key, direction], row[f"{direction}_tokens"])
+            cost.add_metric(key, row["cost_usd"])
+        yield calls
+        yield tokens
+        yield cost
 
     @staticmethod
     def _scheduler() -> Iterator[Metric]:

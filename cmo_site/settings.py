@@ -246,6 +246,17 @@ except json.JSONDecodeError as exc:
 if not isinstance(CMO_MCP_SERVERS, dict):
     raise ImproperlyConfigured("CMO_MCP_SERVERS must be a JSON object of name -> server config")
 
+# Model providers for ctx.activities.llm (runs.llm.providers): name -> {"kind": "openai"|"anthropic",
+# "base_url", "api_key_secret", "default_model", "prices": {model: {"input", "output", "cached"}}}.
+try:
+    CMO_LLM_PROVIDERS = json.loads(env_str("CMO_LLM_PROVIDERS", "{}"))
+except json.JSONDecodeError as exc:
+    raise ImproperlyConfigured(f"CMO_LLM_PROVIDERS must be a JSON object: {exc}") from None
+if not isinstance(CMO_LLM_PROVIDERS, dict):
+    raise ImproperlyConfigured("CMO_LLM_PROVIDERS must be a JSON object of name -> provider config")
+# The provider a call without provider=... uses ("" with one configured provider: that one).
+CMO_LLM_DEFAULT_PROVIDER = env_str("CMO_LLM_DEFAULT_PROVIDER", "")
+
 # --- logs -------------------------------------------------------------------------
 # One JSON object per line by default in production (CMO_LOG_FORMAT=json|text), with
 # run and step ids where known; credentials are masked by the redaction filter.

@@ -36,11 +36,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from runs.activities.artifacts import artifact_name_problem, artifact_path
+from runs.activities.llm import usage_of
 from runs.engine import delta
 from runs.engine import statemachine as sm
 from runs.engine.errors import CMOError, GraphValidationError, NotJSONError
 from runs.engine.hashing import canonical_json, json_hash, normalize, sha256_hex
 from runs.engine.validation import validate_definition
+from runs.llm.providers import KIND as LLM_KIND
 from runs.models import Activity, Graph, Run, RunEvent, Step
 from runs.services.blobs import BLOB_KEY, blob_load, blob_store, is_blob_ref
 from runs.services.run_store import SNAPSHOT_EVERY, step_states
@@ -414,7 +416,12 @@ def bundle_import(*, bundle: Any, user: AbstractBaseUser | AnonymousUser | None 
             imported: dict[str, Run] = {}
             for b, checked, parent_trace in tree:  # parents before what they spawned
                 imported[b["run"]["trace_id"]] = _write_rows(
-                    b, checked, user=user if importer else None, importer=importer, role=role, written=written,
+                    b,
+                    checked,
+                    user=user if importer else None,
+                    importer=importer,
+                    role=role,
+                    written=written,
                     spawned_by=imported.get(parent_trace or ""),
                 )
                 for name, content in checked.artifacts.items():
@@ -490,8 +497,12 @@ def _write_rows(
     parent = Run.objects.filter(trace_id=r["parent_trace_id"]).first() if r["parent_trace_id"] else None
     spawn: dict[str, Any] = {"until_node": r.get("until_node", "")}
     if spawned_by is not None:
-        spawn.update(kind=r.get("kind", Run.KIND_RUN), spawned_by=spawned_by, spawn_step=r.get("spawn_step"),
-                     spawn_seq=r.get("spawn_seq"))
+        spawn.update(
+            kind=r.get("kind", Run.KIND_RUN),
+            spawned_by=spawned_by,
+            spawn_step=r.get("spawn_step"),
+            spawn_seq=r.get("spawn_seq"),
+        )
     run = run_create(
         graph=graph,
         data=checked.input,
@@ -565,8 +576,12 @@ def _write_steps(run: Run, steps: list[dict[str, Any]], checked: _Checked) -> No
 
 
 def _write_activities(run: Run, activities: list[dict[str, Any]], checked: _Checked, *, written: list[str]) -> None:
-    Activity.objects.bulk_create(
-        [
+    rows = []
+    for a, request, response in zip(activities, checked.requests, checked.responses, strict=True):
+        # A model call's tokens and cost, read from its recorded answer: the imported run shows what the
+        # original spent (the daily totals are for calls made here, so they are left alone).
+        usage = usage_of(response) if a["type"] == LLM_KIND and a["status"] == "completed" else None
+        rows.append(
             Activity(
                 run=run,
                 step=a["step"],
@@ -579,10 +594,14 @@ def _write_activities(run: Run, activities: list[dict[str, Any]], checked: _Chec
                 error=a["error"],
                 duration_ms=a["duration_ms"],
                 attempt=a["attempt"],
+                tokens=usage["tokens"] if usage else 0,
+                cost_usd=usage["cost_usd"] if usage else 0.0,
             )
-            for a, request, response in zip(activities, checked.requests, checked.responses, strict=True)
-        ]
-    )
+        )
+    Activity.objects.bulk_create(rows)
+    tokens, cost = sum(r.tokens for r in rows), sum(r.cost_usd for r in rows)
+    if tokens or cost:
+        Run.objects.filter(pk=run.pk).update(tokens=tokens, cost_usd=cost)
 
 
 def _write_events(run: Run, events: list[dict[str, Any]]) -> None:

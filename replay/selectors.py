@@ -11,7 +11,11 @@ from runs.diffing import MISSING
 from runs.engine.graph import END
 from runs.engine.redaction import redact
 from runs.engine.validation import route
-from runs.models import Graph, Run, Step
+from runs.llm.conversation import conversation_of
+from runs.llm.providers import KIND as LLM_KIND
+from runs.models import Activity, Graph, Run, Step
+from runs.selectors import activity_view
+from runs.services.blobs import blob_load
 from runs.services.run_store import step_states
 
 # What each divergence cause means, in the words the run page shows.
@@ -23,6 +27,11 @@ CAUSES: dict[str, tuple[str, str]] = {
     "activity_changed": (
         "The node asked for a different activity",
         "Re-executed against the recorded activities, the node requested something other than what was recorded.",
+    ),
+    "prompt_changed": (
+        "The model call's prompt changed",
+        "Re-executed against the recorded activities, the node sent a model a different request than the recorded "
+        "one (its messages, tools or settings): the recorded answer no longer belongs to it.",
     ),
     "non_deterministic": (
         "The node is non-deterministic",
@@ -68,6 +77,7 @@ def _divergence(check: StepCheck) -> dict[str, Any]:
         "requests": requests,
         "diff": _diff_rows(detail.get("diff", [])),
         "reexecution_diff": _diff_rows(detail.get("diff_between_reexecutions", [])),
+        "prompt_diff": _diff_rows(detail.get("prompt_diff", [])),
         "edge": detail.get("edge"),
     }
 
@@ -107,6 +117,7 @@ def compare_view(*, left: Run, right: Run, step: str = "") -> dict[str, Any]:
     """
     report: CompareReport = run_compare(left=left, right=right)
     left_states, right_states = history_states(run=left), history_states(run=right)
+    left_llm, right_llm = _conversations(left), _conversations(right)
     pairs = []
     first_position = None
     for position, p in enumerate(report.pairs):
@@ -122,6 +133,9 @@ def compare_view(*, left: Run, right: Run, step: str = "") -> dict[str, Any]:
                 "diff": _diff_rows(p.diff),
                 "left_state": redact(left_states.get(p.left)) if p.left is not None else None,
                 "right_state": redact(right_states.get(p.right)) if p.right is not None else None,
+                # The model calls of each side's step, as chats, side by side.
+                "left_llm": left_llm.get(p.left, []) if p.left is not None else [],
+                "right_llm": right_llm.get(p.right, []) if p.right is not None else [],
             }
         )
     first = report.first_divergence
@@ -138,6 +152,16 @@ def compare_view(*, left: Run, right: Run, step: str = "") -> dict[str, Any]:
         else {"position": first_position, "left": first.left, "right": first.right, "node": first.node},
         "pairs": pairs,
     }
+
+
+def _conversations(run: Run) -> dict[int, list[dict[str, Any]]]:
+    """The run's model calls as chats (runs.llm.conversation), by step."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for a in Activity.objects.filter(run=run, type=LLM_KIND).order_by("step", "seq"):
+        view = conversation_of({**activity_view(a), "response": blob_load(a.response)})
+        if view is not None:
+            out.setdefault(a.step, []).append({**view, "seq": a.seq})
+    return out
 
 
 def _run_summary(run: Run) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from runs.engine.reexecute import Replayed, reexecute
 from runs.engine.secrets import SecretInState, refuse_secrets
 from runs.engine.stores import ActivityRecord, RunSnapshot
 from runs.engine.validation import route
+from runs.llm.providers import KIND as LLM_KIND
 from runs.models import Activity, Graph, Run, RunEvent, Step
 from runs.selectors import activity_view
 from runs.services.events import run_event_add
@@ -159,9 +160,7 @@ def run_verify(*, run: Run) -> VerifyReport:
 
 def _sent_branches(run: Run) -> dict[int, list[tuple[str, str]]]:
     """For each step of ``run`` that fanned out by Sends: its branches' (start node, input hash), in order."""
-    dynamic = set(
-        RunEvent.objects.filter(run=run, kind="fanout", detail__dynamic=True).values_list("step", flat=True)
-    )
+    dynamic = set(RunEvent.objects.filter(run=run, kind="fanout", detail__dynamic=True).values_list("step", flat=True))
     sent: dict[int, list[tuple[str, str]]] = {step: [] for step in dynamic if step is not None}
     branches = Run.objects.filter(spawned_by=run, kind=Run.KIND_BRANCH, spawn_step__in=list(sent))
     for b in branches.order_by("spawn_step", "spawn_seq").only("spawn_step", "context", "node", "input"):
@@ -222,8 +221,11 @@ def _fanout_changed(
 
     detail: dict[str, Any] = {
         "message": f"the node now sends {described(replayed)}; the run sent {described(recorded)}"
-        + ("" if replayed is None or recorded is None or len(replayed) != len(recorded) else
-           ": the same nodes, different inputs"),
+        + (
+            ""
+            if replayed is None or recorded is None or len(replayed) != len(recorded)
+            else ": the same nodes, different inputs"
+        ),
         "recorded_sends": [list(s) for s in recorded or []],
         "replayed_sends": [list(s) for s in replayed or []],
     }
@@ -264,6 +266,11 @@ def _explain(
         detail["diff_between_reexecutions"] = state_diff(first.state, second.state)
         return StepCheck(step.index, step.node, "mismatch", "non_deterministic", detail)
     if first.error_kind == "non_determinism":
+        recorded, requested = first.mismatch.get("recorded") or {}, first.mismatch.get("requested") or {}
+        if recorded.get("type") == requested.get("type") == LLM_KIND:
+            detail.update(message="the model call's prompt changed", **first.mismatch)
+            detail["prompt_diff"] = state_diff(recorded.get("request"), requested.get("request"))
+            return StepCheck(step.index, step.node, "mismatch", "prompt_changed", detail)
         detail.update(message="the node asked for a different activity than the one recorded", **first.mismatch)
         return StepCheck(step.index, step.node, "mismatch", "activity_changed", detail)
     if first.error_kind == "replay_miss" or first.activities_used != len(records):

@@ -28,6 +28,7 @@ from cmo_site.shared.api import (
 )
 from cmo_site.shared.permissions import MANAGE_SPECIALISTS, OPERATE, VIEW
 from runs import metrics, selectors
+from runs.llm.usage import usage_by_day
 from runs.models import Activity, Graph, Run, Specialist
 from runs.services.graphs import graph_create_from_json, graph_resolve
 from runs.services.runs import run_abort, run_start
@@ -198,11 +199,17 @@ def graph_versions(request: HttpRequest, name: Name) -> dict[str, Any]:
 # -- runs ------------------------------------------------------------------------------------
 
 
+class BudgetIn(StrictIn):
+    tokens: int | None = Field(None, ge=1, le=1_000_000_000_000, description="input + output tokens")
+    cost_usd: float | None = Field(None, gt=0, le=1_000_000_000, description="USD, from the price table")
+
+
 class RunStartIn(StrictIn):
     graph: Name
     version: Version | None = Field(None, description="default: the latest version")
     input: Any = Field(default_factory=dict, description="must match the graph's input_schema")
     seed: Seed | None = Field(None, description="seeds ctx.activities.rand (default: random)")
+    budget: BudgetIn | None = Field(None, description="caps the run's model calls (default: the graph's budget)")
 
 
 class RunOut(Schema):
@@ -235,9 +242,12 @@ class RunOut(Schema):
     queued_seconds: float | None
     final_state: Any = Field(description="the state at the end (null until the run ends)")
     concurrency_key: str = Field(
-        description='"<graph>:<value>" from the graph\'s concurrency declaration (the graph\'s name when key-less); '
+        description="\"<graph>:<value>\" from the graph's concurrency declaration (the graph's name when key-less); "
         '"" for none. Runs with one key share its limit and rate.'
     )
+    tokens: int = Field(description="model tokens the run's calls spent (input + output)")
+    cost_usd: float = Field(description="what the run's model calls cost, from the providers' price tables")
+    budget: dict[str, Any] | None = Field(description='{"tokens", "cost_usd"} its model calls may spend')
 
 
 class RunSummaryOut(Schema):
@@ -247,6 +257,8 @@ class RunSummaryOut(Schema):
     status: RunStatus
     node: str | None
     step_index: int
+    tokens: int
+    cost_usd: float
     parent_step: int | None
     kind: RunKind
     spawned_by: str | None
@@ -266,7 +278,7 @@ class RunListQuery(Schema):
     kind: RunKind | None = Field(
         None, description="only runs of this kind (default: runs and child runs; branches with kind or spawned_by)"
     )
-    sort: Literal["-created", "created"] = "-created"
+    sort: Literal["-created", "created", "-cost"] = Field("-created", description="-cost: the costliest first")
     cursor: Annotated[str, Field(pattern=r"^-?[0-9]{1,20}~[0-9]{1,20}$")] | None = Field(
         None, description="next_cursor of the previous page"
     )
@@ -296,6 +308,9 @@ def run_out(run: Run) -> dict[str, Any]:
         "pinned": run.pinned,
         "abort_requested": run.abort_requested,
         "concurrency_key": run.concurrency_key,
+        "tokens": run.tokens,
+        "cost_usd": run.cost_usd,
+        "budget": run.budget,
     }
 
 
@@ -360,6 +375,7 @@ def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]
         seed=body.seed,
         user=principal.user,
         role=principal.primary_role,
+        budget=body.budget.model_dump(exclude_none=True) or None if body.budget else None,
     )
     return Status(201, run_out(run))
 
@@ -396,8 +412,19 @@ def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]
 
 
 def _summary_fields(run: Run) -> dict[str, Any]:
-    fields = ("trace_id", "status", "node", "step_index", "parent_step", "kind", "created_at", "started_at",
-              "finished_at")
+    fields = (
+        "trace_id",
+        "status",
+        "node",
+        "step_index",
+        "parent_step",
+        "kind",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "tokens",
+        "cost_usd",
+    )
     return {f: getattr(run, f) for f in fields}
 
 
@@ -683,6 +710,28 @@ class ActivityMetricsOut(Schema):
     days: list[DayOut]
 
 
+class LlmGraphDayOut(Schema):
+    graph_name: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class LlmDayOut(Schema):
+    day: dt.date
+    calls: int = Field(description="model calls recorded as completed that day (UTC)")
+    input_tokens: int = Field(description="including the tokens served from the provider's cache")
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float = Field(description="from the providers' price tables")
+    graphs: list[LlmGraphDayOut] = Field(description="the day's figures per graph, costliest first")
+
+
+class LlmMetricsOut(Schema):
+    days: list[LlmDayOut]
+
+
 class EventTypeOut(Schema):
     kind: str
     count: int
@@ -708,6 +757,12 @@ class SummaryOut(Schema):
 )
 def metrics_activity(request: HttpRequest, query: Query[ActivityQuery]) -> dict[str, Any]:
     return {"days": metrics.metrics_activity(days=query.days, now=timezone.now())}
+
+
+@router.get("/metrics/llm", response={200: LlmMetricsOut, **errors(403, 422)}, tags=["metrics"], auth=requires(VIEW))
+def metrics_llm(request: HttpRequest, query: Query[ActivityQuery]) -> dict[str, Any]:
+    """Model calls, tokens and cost per day and graph (kept when retention deletes the runs)."""
+    return {"days": usage_by_day(days=query.days, now=timezone.now())}
 
 
 @router.get("/metrics/summary", response={200: SummaryOut, **errors(403)}, tags=["metrics"], auth=requires(VIEW))

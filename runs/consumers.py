@@ -90,6 +90,11 @@ class RunLiveConsumer(AsyncJsonWebsocketConsumer):
     async def run_event(self, message: dict[str, Any]) -> None:
         await self._send_newer()
 
+    async def run_llm(self, message: dict[str, Any]) -> None:
+        """A streamed model call's text so far: straight to the page (the record follows when it completes)."""
+        fields = ("step", "seq", "text", "offset", "done")
+        await self.send_json({"type": "llm", **{k: message.get(k) for k in fields}})
+
     async def run_status(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "status", "run_id": message.get("run_id"), "status": message.get("status")})
 

@@ -132,6 +132,11 @@ class Run(models.Model):
     concurrency_rate = ReadableJSONField(
         null=True, blank=True, help_text='at most {"starts": N, "per_seconds": S} starts of the key'
     )
+    # What the run's model calls spent (runs.llm): added in each call's record transaction; a fork's copied
+    # records count for its parent only. The budget: {"tokens": N, "cost_usd": X}, refused before sending.
+    tokens = models.PositiveBigIntegerField(default=0, help_text="model tokens spent (input + output)")
+    cost_usd = models.FloatField(default=0.0, help_text="model cost in USD, from the price table")
+    budget = ReadableJSONField(null=True, blank=True, help_text='{"tokens": N, "cost_usd": X}; empty: no budget')
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -152,6 +157,7 @@ class Run(models.Model):
                 condition=~models.Q(concurrency_key=""),
                 name="run_concurrency_key_idx",
             ),
+            models.Index(fields=["-cost_usd", "-id"], name="run_cost_idx"),  # the runs list sorted by cost
         ]
         constraints = [
             # A retried or replayed start never makes a second child (or branch) for one place.
@@ -220,6 +226,8 @@ class Activity(models.Model):
     error = models.TextField(blank=True)
     duration_ms = models.FloatField(default=0)
     attempt = models.PositiveIntegerField(default=1)
+    tokens = models.PositiveBigIntegerField(default=0, help_text="model tokens this call spent (input + output)")
+    cost_usd = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -401,3 +409,31 @@ class Signal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} {self.name}"
+
+
+class LlmUsageDaily(models.Model):
+    """Model calls, tokens and cost per UTC day, graph, provider and model (runs.llm.usage).
+
+    Added to in each call's record transaction and never deleted with runs, so totals survive retention:
+    /metrics exposes them as counters, the dashboard and /api/metrics/llm read them with one GROUP BY.
+    """
+
+    day = models.DateField()
+    graph_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    calls = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "graph_name", "provider", "model"], name="llm_usage_day_unique")
+        ]
+        ordering = ["-day", "graph_name", "provider", "model"]
+        verbose_name_plural = "LLM usage by day"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.graph_name} {self.provider}/{self.model}"

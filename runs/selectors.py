@@ -21,7 +21,10 @@ from runs.engine import statemachine as sm
 from runs.engine.composition import Join
 from runs.engine.redaction import redact
 from runs.engine.stores import ActivityRecord
+from runs.llm.conversation import conversation_of, step_usage
+from runs.llm.providers import KIND as LLM_KIND
 from runs.models import Activity, Graph, Run, RunEvent, Step, WorkerStatus
+from runs.services.blobs import blob_load
 from runs.services.leases import gated, graph_caps, in_flight_by_slot, runnable, slot_expression, slot_of
 from runs.services.run_store import step_state, step_states
 
@@ -45,7 +48,11 @@ def shown_error(text: str) -> str:
     return _SERVER_DIRS.sub("", text) if text else text
 
 
-RUN_SORTS = {"-created": ("-created_at", "-id"), "created": ("created_at", "id")}
+RUN_SORTS = {
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+    "-cost": ("-cost_usd", "-id"),  # run_cost_idx; the cursor holds the cost in nano-dollars
+}
 PAGE_SIZE = 50
 
 
@@ -96,8 +103,11 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 
 
-def encode_cursor(run: Run) -> str:
-    """The keyset position after ``run``: created_at in whole microseconds and the id (safe in a URL as is)."""
+def encode_cursor(run: Run, sort: str = "-created") -> str:
+    """The keyset position after ``run``: created_at in whole microseconds (sorted by cost: the cost in
+    nano-dollars) and the id, safe in a URL as is."""
+    if sort == "-cost":
+        return f"{round(run.cost_usd * 1e9)}~{run.pk}"
     return f"{(run.created_at - _EPOCH) // _MICRO}~{run.pk}"
 
 
@@ -126,7 +136,11 @@ def run_list(*, filters: RunFilters, sort: str = "-created", cursor: str = "", l
         .order_by(*RUN_SORTS[sort])
     )
     position = decode_cursor(cursor) if cursor else None
-    if position is not None:
+    if position is not None and sort == "-cost":
+        nanos, _, _ = cursor.partition("~")
+        cost, pk = int(nanos) / 1e9, position[1]
+        qs = qs.filter(Q(cost_usd__lt=cost) | Q(cost_usd=cost, id__lt=pk))
+    elif position is not None:
         when, pk = position
         if sort == "-created":
             qs = qs.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
@@ -139,7 +153,7 @@ def run_list(*, filters: RunFilters, sort: str = "-created", cursor: str = "", l
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return RunPage(runs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None, sort=sort)
+    return RunPage(runs=rows, next_cursor=encode_cursor(rows[-1], sort) if more and rows else None, sort=sort)
 
 
 def run_status_counts(*, filters: RunFilters) -> dict[str, int]:
@@ -207,7 +221,10 @@ def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> li
         previous = run.input
     activities: dict[int, list[dict[str, Any]]] = {}
     for a in Activity.objects.filter(run_id=run.pk, step__gt=after, step__lte=steps[-1].index).order_by("step", "seq"):
-        activities.setdefault(a.step, []).append({**activity_view(a), "error": shown_error(a.error)})
+        view = {**activity_view(a), "error": shown_error(a.error)}
+        if a.type == LLM_KIND:  # a model call also shows as a chat (its response resolved if stored as a blob)
+            view["conversation"] = conversation_of({**view, "response": blob_load(a.response)})
+        activities.setdefault(a.step, []).append(view)
     out = []
     for s in steps:
         state = states[s.index] if states is not None else step_state(run_id=run.pk, index=s.index)
@@ -226,6 +243,7 @@ def run_steps_view(*, run: Run, after: int = -1, limit: int | None = None) -> li
                 "diff": diff_rows(previous, state),
                 "hashes": {"input": s.input_hash, "state": s.state_hash, "output": s.output_hash},
                 "activities": activities.get(s.index, []),
+                "llm": step_usage([a["conversation"] for a in activities.get(s.index, []) if a.get("conversation")]),
             }
         )
         previous = state
@@ -258,6 +276,8 @@ def run_header(*, run: Run) -> dict[str, Any]:
         "duration_seconds": run.duration_seconds,
         "queued_seconds": queued,
         "final_state": redact(run.state) if run.is_terminal else None,
+        "tokens": run.tokens,
+        "cost_usd": run.cost_usd,
     }
 
 

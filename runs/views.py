@@ -22,6 +22,7 @@ from runs import lanes, selectors, step_view
 from runs.engine import statemachine as sm
 from runs.engine.errors import CMOError
 from runs.engine.json_input import JSONInputError, parse_json
+from runs.llm.usage import usage_summary
 from runs.models import Graph, Run, Signal
 from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
@@ -85,10 +86,18 @@ def home(request: HttpRequest) -> HttpResponse:
         "caps": selectors.caps_waiting(),
         "specialists": specialist_caps(),
     }
+    llm = usage_summary(days=7)
     return render(
         request,
         "runs/home.html",
-        {"summary": summary, "peak": peak, "slowest_peak": slowest_peak, "recent": recent, "capacity": capacity},
+        {
+            "summary": summary,
+            "peak": peak,
+            "slowest_peak": slowest_peak,
+            "recent": recent,
+            "capacity": capacity,
+            "llm": llm,
+        },
     )
 
 
@@ -245,6 +254,7 @@ def _run_page(
         "composition": composition,
         "signal_error": signal_error,
         "signal_text": signal["example"] if signal_text is None and signal else signal_text,
+        "has_llm": any(s["llm"] for s in steps),
     }
     return render(request, "runs/run_detail.html", context)
 

@@ -18,7 +18,7 @@ class ScheduleForm(forms.ModelForm):
         model = Schedule
         fields = (
             "name", "description", "graph_name", "version", "input", "cron", "interval_seconds", "timezone",
-            "jitter_seconds", "overlap", "catchup", "catchup_window_seconds", "concurrency", "paused", "note",
+            "jitter_seconds", "overlap", "catchup", "catchup_window_seconds", "concurrency", "budget", "paused", "note",
         )  # fmt: skip
 
     def clean(self) -> dict[str, Any]:

@@ -33,6 +33,9 @@ class ScheduleIn(StrictIn):
     concurrency: dict[str, Any] | None = Field(
         None, description="its runs' key and limits, as a graph declares them: {\"key\": \"input.x\", \"limit\": 1}"
     )
+    budget: dict[str, Any] | None = Field(
+        None, description='its runs\' model budget instead of the graph\'s: {"tokens": N, "cost_usd": X}'
+    )
 
 
 class ScheduleCreateIn(ScheduleIn):
@@ -54,6 +57,7 @@ class ScheduleOut(Schema):
     catchup: Literal["all", "latest"]
     catchup_window_seconds: int
     concurrency: dict[str, Any] | None
+    budget: dict[str, Any] | None
     paused: bool
     note: str
     owner: str | None

@@ -49,6 +49,9 @@ class Schedule(models.Model):
     concurrency = models.JSONField(
         null=True, blank=True, help_text="its runs' key and limits, e.g. {\"key\": \"input.service\", \"limit\": 1}"
     )
+    budget = models.JSONField(
+        null=True, blank=True, help_text='its runs\' model budget, e.g. {"tokens": 200000, "cost_usd": 2}'
+    )
     paused = models.BooleanField(default=False)
     note = models.CharField(max_length=500, blank=True, help_text="why it was paused, by whom")
     owner = models.ForeignKey(

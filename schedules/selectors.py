@@ -29,8 +29,8 @@ def schedule_out(schedule: Schedule) -> dict[str, Any]:
     """A schedule as the API shows it, with its next five fire times."""
     fields = (
         "name", "description", "version", "input", "cron", "interval_seconds", "timezone", "jitter_seconds",
-        "overlap", "catchup", "catchup_window_seconds", "concurrency", "paused", "note", "owner_role", "created_at",
-        "updated_at",
+        "overlap", "catchup", "catchup_window_seconds", "concurrency", "budget", "paused", "note", "owner_role",
+        "created_at", "updated_at",
     )  # fmt: skip
     return {
         **{f: getattr(schedule, f) for f in fields},

@@ -25,6 +25,7 @@ from cmo_site.shared.permissions import OPERATE, can, roles_allow, user_roles
 from runs.engine import statemachine as sm
 from runs.engine.concurrency import KeyPathError, declaration_problems, run_slot
 from runs.engine.errors import CMOError
+from runs.engine.validation import budget_problem
 from runs.models import Graph, Run
 from runs.services.graphs import graph_resolve
 from runs.services.runs import InvalidInput, run_abort, run_input_check, run_start
@@ -78,6 +79,7 @@ class Fields:
     catchup_window_seconds: int
     description: str = ""
     concurrency: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
 
 
 # -- reading the clock ----------------------------------------------------------------------------
@@ -143,6 +145,10 @@ def schedule_check(*, data: dict[str, Any], user: Any, role: str) -> Fields:
     graph_name = str(data.get("graph") or "").strip()
     version = data.get("version")
     concurrency = data.get("concurrency")
+    budget = data.get("budget") or None
+    problem = budget_problem(budget)
+    if problem:
+        errors.append({"field": "budget", "message": problem})
     data_in = data.get("input", {})
     try:
         graph = graph_resolve(name=graph_name, version=version)
@@ -172,6 +178,7 @@ def schedule_check(*, data: dict[str, Any], user: Any, role: str) -> Fields:
         catchup_window_seconds=window,
         description=str(data.get("description") or "")[:500],
         concurrency=concurrency,
+        budget=budget,
     )
 
 
@@ -275,6 +282,7 @@ def _start(schedule: Schedule, fire: ScheduleFire, user: Any, role: str) -> None
             role=role,
             history={"schedule": schedule.name, "schedule_slot": fire.slot.isoformat(), "schedule_fire": fire.kind},
             concurrency=schedule.concurrency,
+            budget=schedule.budget,
         )
     except (Graph.DoesNotExist, CMOError) as exc:
         fire.outcome, fire.reason = ScheduleFire.FAILED, f"the run could not start: {exc}"

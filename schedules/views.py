@@ -48,6 +48,11 @@ def _form_data(post: QueryDict) -> tuple[dict[str, Any], list[dict[str, str]]]:
         data["concurrency"] = parse_json(concurrency, what="the concurrency") if concurrency else None
     except JSONInputError as exc:
         errors.append({"field": "concurrency", "message": exc.message})
+    budget = post.get("budget", "").strip()
+    try:
+        data["budget"] = parse_json(budget, what="the budget") if budget else None
+    except JSONInputError as exc:
+        errors.append({"field": "budget", "message": exc.message})
     return data, errors
 
 
@@ -65,6 +70,7 @@ def _form(request: HttpRequest, *, schedule: Schedule | None) -> HttpResponse:
             "graph": schedule.graph_name,
             "input": json.dumps(schedule.input, indent=2),
             "concurrency": json.dumps(schedule.concurrency) if schedule.concurrency else "",
+            "budget": json.dumps(schedule.budget) if schedule.budget else "",
             "timing": "interval" if schedule.interval_seconds else "cron",
         }
     if request.method == "POST":

@@ -17,6 +17,7 @@ import tests.graphs  # registers the test nodes and graphs
 import tests.graphs_composition
 import tests.graphs_concurrency
 import tests.graphs_holes  # registers the graphs of the review's regression tests
+import tests.graphs_llm
 import tests.graphs_replay  # noqa: F401 - registers the replay test graphs
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -3,4 +3,4 @@ package cmo.main
 
 import rego.v1
 
-deny := ((data.cmo.slices.deny | data.cmo.privacy.deny) | data.cmo.limits.deny) | data.cmo.registry.deny
+deny := (((data.cmo.slices.deny | data.cmo.privacy.deny) | data.cmo.limits.deny) | data.cmo.registry.deny) | data.cmo.models.deny

@@ -43,6 +43,7 @@ RUN_EVENT = "run.event"
 RUN_STATUS = "run.status"
 APPROVAL_CHANGED = "approval.changed"
 RUN_DISPATCH = "run.dispatch"
+RUN_LLM = "run.llm"  # a streamed model call's text so far (its tail), while the call runs
 
 _INT = {"type": "integer"}
 _STR = {"type": "string"}
@@ -63,7 +64,12 @@ MESSAGES: dict[str, dict[str, Any]] = {
     RUN_STATUS: _schema(RUN_STATUS, run_id=_INT, status=_STR),
     APPROVAL_CHANGED: _schema(APPROVAL_CHANGED, request_id=_INT, run_id=_INT, status=_STR, level=_STR),
     RUN_DISPATCH: _schema(RUN_DISPATCH, run_id=_INT),
+    RUN_LLM: _schema(RUN_LLM, run_id=_INT, step=_INT, seq=_INT, text=_STR, offset=_INT, done={"type": "boolean"}),
 }
+
+# A streamed call's live message carries at most this much of its text (the end of it), so a long answer
+# costs each message a bounded size; the page shows "…" before it. The record keeps the whole answer.
+LLM_TAIL_CHARS = 16_000
 
 
 def step_message(*, run_id: int, index: int, node: str) -> dict[str, Any]:
@@ -84,6 +90,20 @@ def approval_message(*, request_id: int, run_id: int, status: str, level: str) -
 
 def dispatch_message(*, run_id: int) -> dict[str, Any]:
     return {"type": RUN_DISPATCH, "run_id": run_id}
+
+
+def llm_message(*, run_id: int, step: int, seq: int, text: str, done: bool) -> dict[str, Any]:
+    tail = text[-LLM_TAIL_CHARS:]
+    return {
+        "type": RUN_LLM,
+        "run_id": run_id,
+        "step": step,
+        "seq": seq,
+        "text": tail,
+        "offset": len(text) - len(tail),
+        "done": done,
+    }
+
 
 # In the embedded single-process mode the in-memory channel layer lives on the
 # server's event loop; threads that are not on it hand their sends to it.

@@ -64,8 +64,6 @@ class NodeResult:
     limit: int | None = None
 
 
-
-
 # The response of a failed record that a policy refused (replayed as PolicyDenied, never retried).
 DENIED_KEY = "denied_by_policy"
 
@@ -113,18 +111,34 @@ class Activities:
         return self._records
 
     def call(
-        self, kind: str, request: dict[str, Any], effect: Callable[[], Any], *, sent_bytes: int | None = None
+        self,
+        kind: str,
+        request: dict[str, Any],
+        effect: Callable[[], Any],
+        *,
+        sent_bytes: int | None = None,
+        facts: dict[str, Any] | None = None,
+        usage: Callable[[Any], dict[str, Any] | None] | None = None,
     ) -> Any:
         """Run ``effect`` at most once per (run, step, seq); return its recorded response.
 
         ``sent_bytes`` is the size of what the effect sends when the request does not hold it
         (an artifact's content); otherwise the policies see the size of the request before
-        redaction, because that is what leaves the process.
+        redaction, because that is what leaves the process. ``facts`` join the policies' input;
+        ``usage`` reads what a completed response spent (recorded with it).
         """
         with activity_region():  # the engine's work and the effect: not the node's code
-            return self._call(kind, request, effect, sent_bytes)
+            return self._call(kind, request, effect, sent_bytes, facts, usage)
 
-    def _call(self, kind: str, request: dict[str, Any], effect: Callable[[], Any], sent_bytes: int | None) -> Any:
+    def _call(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        effect: Callable[[], Any],
+        sent_bytes: int | None,
+        facts: dict[str, Any] | None = None,
+        usage: Callable[[Any], dict[str, Any] | None] | None = None,
+    ) -> Any:
         self._ctx._check_live()
         if self.pending is not None:
             raise Suspend(f"waiting for {self.pending.type} #{self.pending.seq} of step {self.pending.step}")
@@ -156,7 +170,7 @@ class Activities:
         if self._policy is not None:
             sent = _sent_size(request, size) if sent_bytes is None else sent_bytes
             try:
-                self._policy(kind, {"request": stored_request, "size": sent}, self._ctx)
+                self._policy(kind, {"request": stored_request, "size": sent, "facts": facts or {}}, self._ctx)
             except PolicyDenied as exc:
                 self._record_denial(kind, seq, stored_request, request_hash, exc)
                 raise
@@ -177,6 +191,8 @@ class Activities:
                 response = effect()
                 record.response, _, _ = normalize(redact(response), what=f"{kind} response")
                 record.status = ACTIVITY_COMPLETED
+                if usage is not None:
+                    record.usage = usage(record.response)
             except Suspend as exc:
                 record.status, record.error = ACTIVITY_PENDING, ""
                 reason, after_record = exc.reason, exc.after_record
@@ -203,9 +219,7 @@ class Activities:
             raise Suspend(reason)
         return self._replay(stored)
 
-    def _record_denial(
-        self, kind: str, seq: int, request: Any, request_hash: str, denial: PolicyDenied
-    ) -> None:
+    def _record_denial(self, kind: str, seq: int, request: Any, request_hash: str, denial: PolicyDenied) -> None:
         """Keep a policy's refusal as the activity's record, so a replay or a verify reproduces it."""
         record = ActivityRecord(
             step=self._ctx.step,
@@ -304,7 +318,9 @@ class Activities:
 
         def activity(*args: Any, **kwargs: Any) -> Any:
             call = kind.build(self._ctx, self._seq, *args, **kwargs)
-            response = self.call(kind.name, call.request, call.effect, sent_bytes=call.sent_bytes)
+            response = self.call(
+                kind.name, call.request, call.effect, sent_bytes=call.sent_bytes, facts=call.facts, usage=kind.usage
+            )
             return kind.answer(response) if kind.answer is not None else response
 
         activity.__name__ = method

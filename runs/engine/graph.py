@@ -143,6 +143,7 @@ class GraphSpec:
     determinism: str = "warn"
     joins: dict[str, dict[str, Any]] = field(default_factory=dict)
     concurrency: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
 
     def definition(self, registry: NodeRegistry = NODES) -> dict[str, Any]:
         nodes = []
@@ -170,6 +171,8 @@ class GraphSpec:
             definition["determinism"] = self.determinism
         if self.concurrency is not None:
             definition["concurrency"] = dict(self.concurrency)
+        if self.budget is not None:
+            definition["budget"] = dict(self.budget)
         return definition
 
 
@@ -203,6 +206,7 @@ def graph(
     determinism: str = "warn",
     joins: dict[str, dict[str, Any]] | None = None,
     concurrency: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
     register: bool = True,
 ) -> GraphSpec:
     """Declare a graph from ``(source, target[, label])`` edges; ``END`` ends a run.
@@ -216,6 +220,8 @@ def graph(
     Several edges with the same label (or unlabelled) from one node fan out to their targets at once.
     ``concurrency`` limits runs per key computed from the input (runs.engine.concurrency):
     ``{"key": "input.service", "limit": 1, "rate": {"starts": 10, "per_seconds": 60}}``.
+    ``budget`` caps each run's model calls (runs.llm): ``{"tokens": 200000, "cost_usd": 1.5}``; a start
+    request or a schedule may give its own.
     """
     edge_objs = [Edge(e[0], e[1], e[2] if len(e) > 2 else None) for e in edges]  # type: ignore[misc]
     if nodes is None:
@@ -237,6 +243,7 @@ def graph(
         determinism=determinism,
         joins=dict(joins or {}),
         concurrency=dict(concurrency) if concurrency is not None else None,
+        budget=dict(budget) if budget is not None else None,
     )
     if register:
         GRAPHS.register(spec)

@@ -41,6 +41,9 @@ class Call:
     request: dict[str, Any]
     effect: Callable[[], Any]
     sent_bytes: int | None = None
+    # More of the policies' input (merged into it, not recorded): what the request alone does not say, e.g.
+    # an LLM call's estimated input tokens and the run's spend so far, as {"llm": {...}}.
+    facts: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class ActivityKind:
     method: str
     build: Callable[..., Call]
     answer: Callable[[Any], Any] | None = None
+    # What a completed call spent, from its response: {"tokens": int, "cost_usd": float, ...labels}; the
+    # store adds it to the run's totals in the record's own transaction (runs.services.run_store).
+    usage: Callable[[Any], dict[str, Any] | None] | None = None
 
 
 class Policy:

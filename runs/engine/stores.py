@@ -52,6 +52,8 @@ class ActivityRecord:
     error: str = ""
     duration_ms: float = 0.0
     attempt: int = 1
+    # What the call spent (an LLM call's tokens and cost; see ActivityKind.usage), None for most kinds.
+    usage: dict[str, Any] | None = None
 
     @property
     def idempotency_key(self) -> str:

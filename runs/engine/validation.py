@@ -20,6 +20,16 @@ from runs.engine.graph import DEFAULT_MAX_STEPS, END, NODES, NodeRegistry
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$"
 
+# A run's budget for its model calls: tokens (input + output) and USD, each optional.
+BUDGET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000_000},
+        "cost_usd": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000},
+    },
+}
+
 DEFINITION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["name", "entry", "nodes", "edges"],
@@ -85,10 +95,24 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         "determinism": {"enum": list(DETERMINISM_MODES)},
         # Absent means no concurrency key nor rate (runs.engine.concurrency checks what is inside).
         "concurrency": {"type": "object"},
+        # Absent means no budget for the runs' model calls (runs.llm.usage).
+        "budget": BUDGET_SCHEMA,
     },
 }
 
 _SHAPE = jsonschema.Draft202012Validator(DEFINITION_SCHEMA)
+_BUDGET = jsonschema.Draft202012Validator(BUDGET_SCHEMA)
+
+
+def budget_problem(value: Any) -> str:
+    """Why ``value`` is not a budget for a run's model calls, or "" (None is no budget)."""
+    if value is None:
+        return ""
+    error = next(iter(sorted(_BUDGET.iter_errors(value), key=str)), None)
+    if error is None:
+        return ""
+    where = "budget" + "".join(f".{p}" for p in error.absolute_path)
+    return f"{where}: {error.message}"
 
 
 def validate_definition(definition: Any, registry: NodeRegistry = NODES) -> dict[str, Any]:
@@ -154,8 +178,10 @@ def validate_definition(definition: Any, registry: NodeRegistry = NODES) -> dict
     for n in definition["nodes"]:
         for key, name in ((n.get("join") or {}).get("reducers") or {}).items():
             if not known_reducer(name):
-                problems.append(f"join node {n['name']!r}: reducer {name!r} for key {key!r} is not one of "
-                                f"{', '.join(BUILTIN_REDUCERS)} nor a registered reducer")
+                problems.append(
+                    f"join node {n['name']!r}: reducer {name!r} for key {key!r} is not one of "
+                    f"{', '.join(BUILTIN_REDUCERS)} nor a registered reducer"
+                )
     for n in node_names:
         if n in declared and not outgoing.get(n):
             problems.append(f"node {n!r} has no outgoing edge (add an edge to END to finish there)")

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import psycopg
@@ -25,7 +26,15 @@ from cmo_site.shared import live
 from runs.engine import statemachine as sm
 from runs.engine.delta import apply, encode
 from runs.engine.errors import CheckpointUnavailable, LeaseLost
-from runs.engine.stores import ACTIVITY_PENDING, ActivityRecord, RunSnapshot, StepRecord, StepWarning
+from runs.engine.stores import (
+    ACTIVITY_COMPLETED,
+    ACTIVITY_PENDING,
+    ActivityRecord,
+    RunSnapshot,
+    StepRecord,
+    StepWarning,
+)
+from runs.llm.usage import usage_add
 from runs.models import Activity, Run, RunEvent, Step
 from runs.services.blobs import blob_load, blob_store
 from runs.services.events import event_announce, run_event_add, run_transition
@@ -280,7 +289,8 @@ class DjangoCheckpointer:
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute(
-                _START_SQL, [now, now, self.owner, run_id, self.owner, _json_param({"worker": self.owner}), now],
+                _START_SQL,
+                [now, now, self.owner, run_id, self.owner, _json_param({"worker": self.owner}), now],
                 prepare=True,
             )
             row = cur.fetchone()
@@ -295,20 +305,26 @@ class DjangoCheckpointer:
 
     @_resilient
     def put_activity(self, run_id: int, record: ActivityRecord) -> ActivityRecord:
+        usage = record.usage if record.status == ACTIVITY_COMPLETED else None
         try:
-            Activity.objects.create(
-                run_id=run_id,
-                step=record.step,
-                seq=record.seq,
-                type=record.type,
-                request=record.request,
-                request_hash=record.request_hash,
-                status=record.status,
-                response=blob_store(record.response),
-                error=record.error,
-                duration_ms=record.duration_ms,
-                attempt=record.attempt,
-            )
+            with transaction.atomic() if usage else nullcontext():
+                Activity.objects.create(
+                    run_id=run_id,
+                    step=record.step,
+                    seq=record.seq,
+                    type=record.type,
+                    request=record.request,
+                    request_hash=record.request_hash,
+                    status=record.status,
+                    response=blob_store(record.response),
+                    error=record.error,
+                    duration_ms=record.duration_ms,
+                    attempt=record.attempt,
+                    tokens=int(usage.get("tokens", 0)) if usage else 0,
+                    cost_usd=float(usage.get("cost_usd", 0.0)) if usage else 0.0,
+                )
+                if usage:
+                    usage_add(run_id=run_id, usage=usage)  # the run's totals and the day's, with the record
         except IntegrityError:
             # Another executor recorded this seq first; its record is the truth.
             return activity_record(Activity.objects.get(run_id=run_id, step=record.step, seq=record.seq))

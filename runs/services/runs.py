@@ -19,6 +19,7 @@ from runs.engine.errors import CMOError, NotJSONError
 from runs.engine.graph import DEFAULT_MAX_STEPS
 from runs.engine.hashing import normalize_text
 from runs.engine.secrets import SecretInState, refuse_secrets
+from runs.engine.validation import budget_problem
 from runs.models import Graph, Run
 from runs.services.events import run_event_add, run_transition
 from runs.services.graphs import GraphNotRunnable, graph_resolve, graph_run_refusal
@@ -33,6 +34,12 @@ class InvalidInput(CMOError, ValueError):
         self.errors = errors
         self.details = errors
         super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+
+
+class InvalidBudget(CMOError, ValueError):
+    """A run's budget for its model calls is not {"tokens": N, "cost_usd": X}."""
+
+    status, code = 422, "invalid_budget"
 
 
 def input_errors(*, graph: Graph, data: Any) -> list[dict[str, str]]:
@@ -73,10 +80,11 @@ def run_start(
     spawn: dict[str, Any] | None = None,
     history: dict[str, Any] | None = None,
     concurrency: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> Run:
     """Create a PENDING run and wake a worker after commit (``spawn``: the fields of a child run, see
     runs.services.spawn; ``history``: more of its context; ``concurrency``: a declaration that replaces
-    the graph's, see :func:`run_create`).
+    the graph's, see :func:`run_create`; ``budget``: its model calls' budget, instead of the graph's).
 
     The run exists durably when this returns: a lost wake-up only delays it
     until a worker polls or the scheduler sweeps. Raises Graph.DoesNotExist,
@@ -88,6 +96,9 @@ def run_start(
     if refusal:
         raise GraphNotRunnable(refusal)
     data = run_input_check(graph=graph, data=data)
+    problem = budget_problem(budget)
+    if problem:
+        raise InvalidBudget(problem)
     return run_create(
         graph=graph,
         data=data,
@@ -99,6 +110,7 @@ def run_start(
         detail={"graph": graph.name, "version": graph.version},
         spawn=spawn,
         concurrency=concurrency,
+        budget=budget,
     )
 
 
@@ -126,6 +138,7 @@ def run_create(
     restore: dict[str, Any] | None = None,
     spawn: dict[str, Any] | None = None,
     concurrency: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> Run:
     """The one way a run comes to exist: started, forked, imported (and later scheduled, or a child run).
 
@@ -159,6 +172,8 @@ def run_create(
         "concurrency_key": slot.key,
         "concurrency_limit": slot.limit,
         "concurrency_rate": slot.rate,
+        # Its own budget, else its parent's (a fork spends afresh under the same cap), else the graph's.
+        "budget": budget if budget is not None else (parent.budget if parent else graph.definition.get("budget")),
         **(spawn or {}),
         **(restore or {}),
     }

@@ -428,6 +428,8 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
     if (run.inherited) count.appendChild(make("span", { "class": "muted" }, " (" + run.inherited + " from the parent)"));
     enableVerify();
     facts.querySelector("[data-fact=node]").textContent = run.node || "–";
+    var tokens = facts.querySelector("[data-fact=tokens]");
+    if (tokens) { tokens.textContent = String(run.tokens || 0); facts.querySelector("[data-fact=cost]").textContent = (run.cost_usd || 0).toFixed(6); }
     $("run-error").hidden = !run.error; $("run-error").textContent = run.error || "";
     $("run-wait").hidden = run.status !== "WAITING"; $("run-wait").textContent = "Waiting: " + (run.wait_reason || "");
     var abort = $("abort-form");
@@ -481,6 +483,18 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
   });
 
   /* --- live ------------------------------------------------------------------ */
+  /* A streamed model call's text so far (runs.activities.llm): shown while the call runs; its record
+     arrives with the step, so the panel goes once the step is committed or the call is done. */
+  var liveTimer = null;
+  function showLive(m) {
+    var panel = $("llm-live");
+    if (!panel) return;
+    panel.hidden = false;
+    $("llm-live-where").textContent = "(step " + m.step + ", call #" + m.seq + (m.done ? ", complete" : "") + ")";
+    $("llm-live-text").textContent = (m.offset ? "…" : "") + m.text;
+    if (liveTimer) clearTimeout(liveTimer);
+    liveTimer = setTimeout(function () { panel.hidden = true; }, m.done ? 4000 : 60000);
+  }
   var delay = 500;
   function connect() {
     if (run.terminal) return;
@@ -504,6 +518,8 @@ place in the lane's sequence, and a branch step's inspector is that branch run's
         events.push(m.event); lastEvent = m.event.id; addEventRow(m.event);
         /* a fan-out, or a wait for child runs, is when the lanes appear */
         if (lanesMode || m.event.kind === "fanout" || /child runs/.test(m.event.message || "")) scheduleLanes(300);
+      } else if (m.type === "llm") {
+        showLive(m);
       } else if (m.type === "run") {
         run = m.run;
         renderHeader();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -26,17 +27,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def serve(var: Path, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Migrate and seed a SQLite database in ``var``, then run ``cmo_serve`` on it (``extra_env`` for both)."""
     if not Path(CHROMIUM).exists():
         service_missing(f"Chromium at {CHROMIUM}")
-    var = tmp_path_factory.mktemp("e2e-var")
     env = {
         "CMO_VAR_DIR": str(var),
         "DATABASE_URL": "",
         "REDIS_URL": "",
         "CMO_GRAPH_MODULES": GRAPH_MODULES,
         "CMO_POLL_SECONDS": "0.2",
+        **(extra_env or {}),
     }
     child_env = {**os.environ, **env}
     for command in (["migrate", "--noinput", "-v0"], ["cmo_demo"]):
@@ -49,6 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         yield {
             "url": f"http://127.0.0.1:{port}",
             "var": var,
+            "env": env,
             "passwords": {
                 r: (var / f"{r}-password").read_text().strip() for r in ("admin", "operator", "viewer", "approver")
             },
@@ -56,6 +59,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         }
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with serve(tmp_path_factory.mktemp("e2e-var")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

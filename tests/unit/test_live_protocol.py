@@ -20,6 +20,7 @@ BUILT: list[tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] = [
     (live.RUN_STATUS, live.status_message, {"run_id": 1, "status": "COMPLETED"}),
     (live.APPROVAL_CHANGED, live.approval_message, {"request_id": 3, "run_id": 1, "status": "pending", "level": "low"}),
     (live.RUN_DISPATCH, live.dispatch_message, {"run_id": 1}),
+    (live.RUN_LLM, live.llm_message, {"run_id": 1, "step": 0, "seq": 2, "text": "echo: hi", "done": False}),
 ]
 HANDLED_BY = {
     live.RUN_STEP: RunLiveConsumer,
@@ -27,6 +28,7 @@ HANDLED_BY = {
     live.RUN_STATUS: RunLiveConsumer,
     live.APPROVAL_CHANGED: ApprovalsConsumer,
     live.RUN_DISPATCH: RunDispatchConsumer,
+    live.RUN_LLM: RunLiveConsumer,
 }
 
 
@@ -48,3 +50,9 @@ def test_a_message_with_an_unknown_field_does_not_match() -> None:
     bad = {**live.step_message(run_id=1, index=0, node="x"), "state": {"leak": True}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(live.MESSAGES[live.RUN_STEP]).validate(bad)
+
+
+def test_a_streamed_answer_sends_only_its_tail() -> None:
+    text = "x" * (live.LLM_TAIL_CHARS + 10)
+    message = live.llm_message(run_id=1, step=0, seq=0, text=text, done=True)
+    assert len(message["text"]) == live.LLM_TAIL_CHARS and message["offset"] == 10

@@ -226,3 +226,66 @@ def test_usage_by_day_and_the_totals_read_the_daily_rows(llm: ModelServer) -> No
     assert {(r["provider"], r["calls"]) for r in usage_totals()} == {("oa", 1), ("an", 1)}
     with pytest.raises(ValueError):
         usage_by_day(days=0)
+
+
+def test_metrics_the_api_the_runs_list_and_a_forged_budget(llm: ModelServer) -> None:
+    from tests.unit.api_fixtures import assert_error, client_as, post_json
+    from tests.unit.test_prometheus_metrics import scrape
+
+    cheap = _run(provider="oa", prompt="one")
+    dear = _run(provider="oa", prompt="one two three four five six seven")
+    m = scrape()
+    labels = (("graph", "t-llm"), ("model", "m-small"), ("provider", "oa"))
+    assert m[("cmo_llm_calls_total", labels)] == 2
+    assert m[("cmo_llm_tokens_total", (("direction", "output"), *labels))] == 2 + 8
+    assert m[("cmo_llm_cost_usd_total", labels)] == pytest.approx(cheap.cost_usd + dear.cost_usd)
+
+    viewer = client_as("viewer")
+    days = viewer.get("/api/metrics/llm?days=3").json()["days"]
+    assert len(days) == 3 and days[-1]["calls"] == 2 and days[-1]["graphs"][0]["graph_name"] == "t-llm"
+    assert viewer.get("/api/metrics/llm?days=0").status_code == 422
+    listed = viewer.get("/api/runs?sort=-cost&graph=t-llm&limit=1").json()
+    assert listed["runs"][0]["trace_id"] == dear.trace_id and listed["next_cursor"]
+    second = viewer.get(f"/api/runs?sort=-cost&graph=t-llm&limit=1&cursor={listed['next_cursor']}").json()
+    assert second["runs"][0]["trace_id"] == cheap.trace_id
+    assert viewer.get(f"/api/runs/{dear.trace_id}").json()["tokens"] == dear.tokens
+
+    operator = client_as("operator")
+    bad_budgets: list[Any] = [{"tokens": 0}, {"tokens": 1.5}, {"cost_usd": 0}, {"dollars": 1}, {"tokens": 10**13}, []]
+    for bad in bad_budgets:
+        assert post_json(operator, "/api/runs", {"graph": "t-llm", "budget": bad}).status_code == 422, bad
+    made = post_json(operator, "/api/runs", {"graph": "t-llm", "budget": {"tokens": 5}})
+    assert made.status_code == 201 and made.json()["budget"] == {"tokens": 5}
+    assert_error(post_json(viewer, "/api/runs", {"graph": "t-llm", "budget": {"tokens": 5}}), 403, "forbidden")
+
+
+def test_a_schedule_gives_its_runs_its_budget(llm: ModelServer) -> None:
+    from schedules import services as schedules
+    from schedules.models import ScheduleFire
+    from tests.unit.api_fixtures import user_with
+
+    owner = user_with("budget-owner", "operator")
+    body = {"graph": "t-llm", "input": {"provider": "oa"}, "interval_seconds": 60, "budget": {"cost_usd": 0.25}}
+    fields = schedules.schedule_check(data=body, user=owner, role="operator")
+    schedule = schedules.schedule_create(name="with-budget", fields=fields, user=owner, role="operator")
+    schedules.schedule_trigger(schedule=schedule, user=owner, role="operator")
+    fire = ScheduleFire.objects.get(schedule=schedule)
+    assert fire.run is not None and fire.run.budget == {"cost_usd": 0.25}
+    with pytest.raises(schedules.ScheduleInvalid) as refused:
+        schedules.schedule_check(data={**body, "budget": {"tokens": -3}}, user=owner, role="operator")
+    assert refused.value.details[0]["field"] == "budget"
+
+
+def test_a_conversation_escapes_what_the_model_said(llm: ModelServer) -> None:
+    from django.template.loader import render_to_string
+
+    from runs.llm.conversation import conversation_of
+
+    llm.script(text='<img src=x onerror="alert(1)"> done')
+    run = _run(provider="oa", prompt="<script>alert(2)</script>")
+    (record,) = _llm_activities(run)
+    view = conversation_of({"type": "llm", "status": "completed", "request": record.request,
+                            "response": record.response, "error": ""})  # fmt: skip
+    html = render_to_string("runs/_conversation.html", {"c": view, "seq": 0})
+    assert "<img" not in html and "<script>" not in html
+    assert "&lt;img src=x onerror=" in html and "&lt;script&gt;alert(2)" in html

@@ -11,7 +11,8 @@ LLM_KNOBS: dict[str, Any] = {"suffix": ""}
 
 
 def _call(state: dict[str, Any], ctx: Any, prompt: str) -> dict[str, Any]:
-    options = {k: state[k] for k in ("provider", "model", "tools", "tool_choice", "max_tokens", "stream") if k in state}
+    names = ("provider", "model", "tools", "tool_choice", "max_tokens", "stream", "extra")
+    options = {k: state[k] for k in names if k in state}
     return dict(ctx.activities.llm([{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}],
                                    **options))  # fmt: skip
 

@@ -29,11 +29,19 @@ from runs.engine.plugins import ActivityKind, Call
 from runs.engine.redaction import redact_text
 from runs.engine.secrets import SecretMissing, secret_get
 from runs.llm import clients
-from runs.llm.providers import KIND, Provider, provider_get, providers
-from runs.llm.usage import budget_refusal, estimate_tokens, run_spend
+from runs.llm.providers import KIND, Provider, figure, provider_get, providers
+from runs.llm.usage import budget_refusal, estimate_tokens, output_cap, run_spend
 
 STREAM_INTERVAL = 0.05  # seconds between two live messages of one streamed call
 ROLES = ("system", "user", "assistant", "tool")
+# Body fields ``extra`` may not set: each is set from the call's own arguments, which the policies and the
+# budget read (an extra "model" would send another model than the one the policy allowed).
+RESERVED_EXTRA = frozenset(
+    {
+        "model", "messages", "tools", "tool_choice", "temperature", "max_tokens", "max_completion_tokens",
+        "response_format", "stream", "stream_options", "system", "output_config", "functions", "function_call", "n",
+    }
+)  # fmt: skip
 
 
 def _provider_name(provider: str | None) -> str:
@@ -102,6 +110,13 @@ def _build(
     extra: dict[str, Any] | None = None,
     stream: bool = False,
 ) -> Call:
+    if extra is not None and not isinstance(extra, dict):
+        raise ValueError("llm: extra must be an object of the provider's own body fields")
+    reserved = sorted(RESERVED_EXTRA & set(extra or {}))
+    if reserved:
+        raise ValueError(f"llm: extra may not set {', '.join(reserved)}: pass them as the call's own arguments")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError("llm: max_tokens must be a positive integer")
     name = _provider_name(provider)
     try:
         config: Provider | None = provider_get(name)
@@ -143,21 +158,23 @@ def _build(
         except SecretMissing as exc:
             raise ActivityError(KIND, f"provider {name!r} has no API key on this worker: {exc}") from None
         # The spend again, now: another call of this run may have been recorded since the policy looked.
+        spend_now = run_spend(ctx.run.run_id)
+        price = chosen_provider.price(chosen)
         refusal = budget_refusal(
-            run_spend(ctx.run.run_id),
+            spend_now,
             tokens=estimated + (max_tokens or 0),
             cost_usd=_worst_case_cost(chosen_provider, chosen, estimated, max_tokens),
         )
         if refusal:
             raise ActivityError(KIND, f"refused before sending: {refusal}")
+        sent = {**request, "stream": stream}
+        cap = None if max_tokens is not None else output_cap(spend_now, estimated=estimated, price=price)
+        if cap is not None:
+            if cap < 1:
+                raise ActivityError(KIND, "refused before sending: the run's budget has no tokens left for an answer")
+            sent["max_tokens"] = cap  # the rest of the budget bounds the answer; the record says so
         on_text = _LiveText(ctx.run.run_id, ctx.step, seq) if stream else None
-        answer = clients.complete(
-            chosen_provider,
-            api_key=api_key,
-            request={**request, "stream": stream},
-            idempotency_key=key,
-            on_text=on_text,
-        )
+        answer = clients.complete(chosen_provider, api_key=api_key, request=sent, idempotency_key=key, on_text=on_text)
         if on_text is not None:
             on_text(answer["text"], done=True)
         usage = answer["usage"]
@@ -180,6 +197,7 @@ def _build(
             "stream": stream,
             "cost_usd": cost or 0.0,
             "priced": cost is not None,
+            **({"max_tokens_from_budget": cap} if cap is not None else {}),
         }
 
     return Call(request=request, effect=effect, facts=facts)
@@ -190,15 +208,15 @@ def usage_of(response: Any) -> dict[str, Any] | None:
     if not isinstance(response, dict) or not isinstance(response.get("usage"), dict):
         return None
     usage = response["usage"]
-    inp, out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    inp, out = int(figure(usage.get("input_tokens"))), int(figure(usage.get("output_tokens")))
     return {
         "tokens": inp + out,
-        "cost_usd": float(response.get("cost_usd") or 0.0),
+        "cost_usd": float(figure(response.get("cost_usd"))),
         "input_tokens": inp,
         "output_tokens": out,
-        "cached_tokens": int(usage.get("cached_tokens") or 0),
-        "provider": str(response.get("provider") or ""),
-        "model": str(response.get("model") or ""),
+        "cached_tokens": int(figure(usage.get("cached_tokens"))),
+        "provider": str(response.get("provider") or "")[:100],
+        "model": str(response.get("model") or "")[:200],
     }
 
 

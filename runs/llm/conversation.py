@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runs.llm.providers import KIND
+from runs.llm.providers import KIND, figure
 
 
 def _text(content: Any) -> str:
@@ -23,9 +23,20 @@ def _text(content: Any) -> str:
     return json.dumps(content, ensure_ascii=False, indent=1)
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _tool_name(tool: Any) -> str:
+    if not isinstance(tool, dict):
+        return str(tool)
+    fn = tool.get("function")
+    return str(tool.get("name") or (fn.get("name", "") if isinstance(fn, dict) else ""))
+
+
 def _calls(calls: Any) -> list[dict[str, Any]]:
     out = []
-    for call in calls or []:
+    for call in _list(calls):
         if not isinstance(call, dict):
             continue
         fn = call.get("function") if isinstance(call.get("function"), dict) else None
@@ -52,7 +63,7 @@ def conversation_of(activity: dict[str, Any]) -> dict[str, Any] | None:
             "tool_calls": _calls(m.get("tool_calls")),
             "tool_call_id": str(m.get("tool_call_id", "") or ""),
         }
-        for m in request.get("messages") or []
+        for m in _list(request.get("messages"))
         if isinstance(m, dict)
     ]
     response = activity.get("response") if activity.get("status") == "completed" else None
@@ -71,17 +82,13 @@ def conversation_of(activity: dict[str, Any]) -> dict[str, Any] | None:
         "provider": str(request.get("provider", "")),
         "model": str((response or {}).get("model") or request.get("model", "")),
         "messages": messages,
-        "tools": [str(t.get("name") or (t.get("function") or {}).get("name", "")) for t in request.get("tools") or []],
+        "tools": [_tool_name(t) for t in _list(request.get("tools"))],
         "settings": settings,
         "answer": answer,
         "error": activity.get("error", "") if activity.get("status") == "failed" else "",
         "pending": activity.get("status") == "pending",
-        "usage": {
-            "input_tokens": int(usage.get("input_tokens") or 0),
-            "output_tokens": int(usage.get("output_tokens") or 0),
-            "cached_tokens": int(usage.get("cached_tokens") or 0),
-        },
-        "cost_usd": float((response or {}).get("cost_usd") or 0.0),
+        "usage": {k: int(figure(usage.get(k))) for k in ("input_tokens", "output_tokens", "cached_tokens")},
+        "cost_usd": float(figure((response or {}).get("cost_usd"))),
         "priced": bool((response or {}).get("priced", False)),
         "latency_ms": (response or {}).get("latency_ms"),
         "ttft_ms": (response or {}).get("ttft_ms"),

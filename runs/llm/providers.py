@@ -59,6 +59,17 @@ class Provider:
         return round(total / 1_000_000, 9)
 
 
+MAX_FIGURE = 10**15  # tokens or dollars no call reaches: a larger figure in an imported record is not trusted
+
+
+def figure(value: Any) -> float:
+    """A recorded usage figure, or 0 when it is not a finite number in [0, MAX_FIGURE] (an imported bundle can
+    hold anything, and the pages and totals read it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0
+    return value if 0 <= value <= MAX_FIGURE else 0
+
+
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{what} must be a number >= 0, not {value!r}")

@@ -61,6 +61,19 @@ def budget_refusal(spend: dict[str, Any], *, tokens: int, cost_usd: float | None
     return ""
 
 
+def output_cap(spend: dict[str, Any], *, estimated: int, price: Any) -> int | None:
+    """For a call without ``max_tokens`` under a budget: the most output tokens the rest of the budget pays
+    for (sent as its max_tokens, so one call cannot overrun the budget), or None without a budget."""
+    budget = spend.get("budget") or {}
+    caps = []
+    if budget.get("tokens") is not None:
+        caps.append(budget["tokens"] - spend["tokens"] - estimated)
+    if budget.get("cost_usd") is not None and price is not None and price.output > 0:
+        left = budget["cost_usd"] - spend["cost_usd"] - estimated * price.input / 1_000_000
+        caps.append(math.floor(left * 1_000_000 / price.output))
+    return max(0, min(caps)) if caps else None
+
+
 def usage_add(*, run_id: int, usage: dict[str, Any]) -> None:
     """Add one completed call's usage to its run and to today's row (inside the record's transaction)."""
     tokens, cost = int(usage.get("tokens", 0)), float(usage.get("cost_usd", 0.0))

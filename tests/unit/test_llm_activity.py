@@ -289,3 +289,50 @@ def test_a_conversation_escapes_what_the_model_said(llm: ModelServer) -> None:
     html = render_to_string("runs/_conversation.html", {"c": view, "seq": 0})
     assert "<img" not in html and "<script>" not in html
     assert "&lt;img src=x onerror=" in html and "&lt;script&gt;alert(2)" in html
+
+
+def test_extra_may_not_stand_in_for_the_fields_the_policy_and_the_budget_read(llm: ModelServer) -> None:
+    for extra in ({"model": "gpt-4-32k"}, {"max_completion_tokens": 10**6}, {"messages": []}):
+        run = _run(provider="oa", extra=extra)
+        assert run.status == "FAILED" and "llm: extra may not set" in run.error, run.error
+    assert llm.count() == 0
+    run = _run(provider="oa", extra={"seed": 7, "top_p": 0.5})
+    assert run.status == "COMPLETED" and llm.last().body["seed"] == 7
+
+
+def test_under_a_budget_a_call_without_max_tokens_is_capped_by_what_is_left(llm: ModelServer) -> None:
+    run = run_start(graph_name="t-llm", data={"provider": "oa", "prompt": "hi"}, seed=1, budget={"tokens": 100})
+    execute(run)
+    run.refresh_from_db()
+    sent = llm.last().body
+    (record,) = _llm_activities(run)
+    assert 0 < sent["max_tokens"] < 100 and record.response["max_tokens_from_budget"] == sent["max_tokens"]
+    assert record.request["max_tokens"] is None  # the record keeps what the node asked for
+
+
+def test_an_imported_bundle_with_forged_usage_counts_nothing_it_cannot_trust(llm: ModelServer) -> None:
+    from replay.bundles import bundle_export, bundle_import
+    from tests.unit.api_fixtures import user_with
+
+    run = _run(provider="oa", prompt="hi")
+    bundle = bundle_export(run=run)
+    bundle["run"]["trace_id"] = "f" * 32
+    for activity in bundle["activities"]:
+        activity["response"]["usage"] = {"input_tokens": "lots", "output_tokens": 10**30, "cached_tokens": -4}
+        activity["response"]["cost_usd"] = float("1e300")
+    importer = user_with("importer", "operator")
+    imported = bundle_import(bundle=_resigned(bundle), user=importer, role="operator")
+    assert (imported.tokens, imported.cost_usd) == (0, 0.0)
+    from runs.selectors import run_steps_view
+
+    (step,) = run_steps_view(run=imported)
+    assert step["activities"][0]["conversation"]["usage"] == {"input_tokens": 0, "output_tokens": 0,
+                                                              "cached_tokens": 0}  # fmt: skip
+
+
+def _resigned(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The bundle with its sha256 computed again, as an importer who edited it would."""
+    from runs.engine.hashing import json_hash
+
+    body = {k: v for k, v in bundle.items() if k != "sha256"}
+    return {**body, "sha256": json_hash(body)}

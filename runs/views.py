@@ -25,7 +25,7 @@ from runs.engine.json_input import JSONInputError, parse_json
 from runs.llm.usage import usage_summary
 from runs.models import Graph, Run, Signal
 from runs.services.graphs import GraphNotRunnable
-from runs.services.runs import InvalidInput, input_errors, run_abort, run_start
+from runs.services.runs import InvalidBudget, InvalidInput, input_errors, run_abort, run_start
 from runs.services.signals import signal_send
 from runs.specialists.registry import specialist_caps
 
@@ -153,6 +153,12 @@ def run_new(request: HttpRequest) -> HttpResponse:
             errors = [{"path": "$", "message": exc.message}]
         else:
             errors = input_errors(graph=graph, data=data)
+        budget_text = request.POST.get("budget", "").strip()
+        budget = None
+        try:
+            budget = parse_json(budget_text, what="the budget") if budget_text else None
+        except JSONInputError as exc:
+            errors = [*errors, {"path": "budget", "message": exc.message}]
         if not errors:
             try:
                 run = run_start(
@@ -161,15 +167,24 @@ def run_new(request: HttpRequest) -> HttpResponse:
                     data=data,
                     user=request.user,
                     role=primary_role(request.user),
+                    budget=budget,
                 )
             except InvalidInput as exc:
                 errors = exc.errors
+            except InvalidBudget as exc:
+                errors = [{"path": "budget", "message": str(exc)}]
             except GraphNotRunnable as exc:
                 errors = [{"path": "$", "message": str(exc)}]
             else:
                 messages.success(request, f"Run {run.trace_id} started.")
                 return redirect("runs:run_detail", trace_id=run.trace_id)
-    context = {"choices": choices, "graph": graph, "input_text": text, "errors": errors}
+    context = {
+        "choices": choices,
+        "graph": graph,
+        "input_text": text,
+        "budget_text": request.POST.get("budget", "") if request.method == "POST" else "",
+        "errors": errors,
+    }
     return render(request, "runs/run_new.html", context, status=400 if errors else 200)
 
 

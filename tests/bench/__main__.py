@@ -14,6 +14,7 @@ def main() -> None:
         bench_checkpoint,
         bench_composition,
         bench_dashboard,
+        bench_llm,
         bench_policy,
         bench_replay,
         bench_schedules,
@@ -31,6 +32,7 @@ def main() -> None:
         "a2a": bench_a2a.main,
         "composition": bench_composition.main,
         "schedules": bench_schedules.main,
+        "llm": bench_llm.main,
     }
     wanted = sys.argv[1:] or list(suites)
     for name in wanted:

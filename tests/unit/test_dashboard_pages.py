@@ -96,6 +96,17 @@ def test_the_start_form_shows_schema_errors_inline_then_starts_the_run(operator:
     assert run.context == {"user": "operator", "role": "operator"}
 
 
+def test_the_start_form_takes_a_model_budget_and_refuses_a_bad_one(operator: Client) -> None:
+    graph_sync_all()
+    data = {"graph": "incident-healing", "input": json.dumps(GOOD_INPUT)}
+    for bad, says in (('{"tokens": 0}', "budget.tokens"), ("{nope", "not valid JSON"), ('{"usd": 1}', "budget")):
+        refused = operator.post("/runs/new/", {**data, "budget": bad})
+        assert refused.status_code == 400 and says in refused.content.decode(), bad
+    assert not Run.objects.exists()
+    ok = operator.post("/runs/new/", {**data, "budget": '{"tokens": 5000, "cost_usd": 0.5}'})
+    assert ok.status_code == 302 and Run.objects.get().budget == {"tokens": 5000, "cost_usd": 0.5}
+
+
 def test_an_operator_aborts_a_run_after_confirming(operator: Client) -> None:
     run = run_start(graph_name="incident-healing", data=GOOD_INPUT, seed=1)
     page = operator.get(f"/runs/{run.trace_id}/").content.decode()

@@ -8,6 +8,7 @@ DATABASE_URL=postgres://..., REDIS_URL=redis://..., SECRET_KEY, DEBUG=false.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -114,7 +115,47 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channel layer --------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL", "")
+# Least privilege on Redis (README "Redis ACL users"; `manage.py redis_acl` prints the ACL): each process
+# may connect as its own Redis user. Its role is CMO_PROCESS_ROLE, else that of what it runs (daphne: web;
+# manage.py cmo_worker or runworker: worker; cmo_scheduler: scheduler; run_specialist: specialist), and its
+# URL is the role's variable below when set, else REDIS_URL (as for every other command, such as start_run,
+# and the embedded cmo_serve, which plays every role). Decided here, from the environment and the command
+# line, as the settings load: the channel layer, the streams transport and the health checks of a process
+# then all connect as the one user, and nothing has to be set before Django starts.
+CMO_REDIS_URL_VARIABLES = {
+    "web": "CMO_REDIS_URL_WEB",
+    "worker": "CMO_REDIS_URL_WORKER",
+    "scheduler": "CMO_REDIS_URL_SCHEDULER",
+    "specialist": "CMO_REDIS_URL_SPECIALIST",
+}
+_ROLE_OF_PROGRAM = {"daphne": "web"}
+_ROLE_OF_COMMAND = {
+    "cmo_worker": "worker",
+    "runworker": "worker",
+    "cmo_scheduler": "scheduler",
+    "run_specialist": "specialist",
+}
+
+
+def _process_role(argv: list[str]) -> str:
+    """CMO_PROCESS_ROLE, else the role of the program (``daphne``, ``python -m daphne``) or of the
+    ``manage.py``/``django-admin`` command in ``argv``; "" for none."""
+    role = env_choice("CMO_PROCESS_ROLE", "", ["", *CMO_REDIS_URL_VARIABLES])
+    if role or not argv:
+        return role
+    program = Path(argv[0])
+    name = program.parent.name if program.name == "__main__.py" else program.name
+    if name in _ROLE_OF_PROGRAM:
+        return _ROLE_OF_PROGRAM[name]
+    if name in ("manage.py", "django-admin", "django"):
+        command = next((arg for arg in argv[1:] if not arg.startswith("-")), "")
+        return _ROLE_OF_COMMAND.get(command, "")
+    return ""
+
+
+CMO_PROCESS_ROLE = _process_role(sys.argv)
+_ROLE_REDIS_URL = env_str(CMO_REDIS_URL_VARIABLES[CMO_PROCESS_ROLE], "") if CMO_PROCESS_ROLE else ""
+REDIS_URL = _ROLE_REDIS_URL or env_str("REDIS_URL", "")
 if REDIS_URL:
     from redis.exceptions import ConnectionError as RedisConnectionError
 

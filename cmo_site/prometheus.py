@@ -100,6 +100,30 @@ class CmoCollector(Collector):
             capacity.add_metric([w.owner], w.concurrency)
         yield in_flight
         yield capacity
+        serves = GaugeMetricFamily(
+            "cmo_worker_serves",
+            "1 for each graph version whose code a worker runs.",
+            labels=["worker", "graph", "version"],
+        )
+        for w in alive:
+            for served in w.serves or []:
+                name, _, version = str(served).rpartition(" v")
+                serves.add_metric([w.owner, name, version], 1)
+        yield serves
+        by_version = GaugeMetricFamily(
+            "cmo_runs_active_by_version",
+            "Runs not ended, by graph version and status.",
+            labels=["graph", "version", "status"],
+        )
+        rows = (
+            Run.objects.filter(status__in=sm.ACTIVE)
+            .order_by()
+            .values_list("graph__name", "graph__version", "status")
+            .annotate(n=Count("id"))
+        )
+        for name, version, status, n in rows:
+            by_version.add_metric([name, str(version), status], n)
+        yield by_version
         yield GaugeMetricFamily("cmo_workers_alive", "Workers seen in the last 30 s.", value=len(alive))
 
         yield GaugeMetricFamily(

@@ -186,9 +186,11 @@ def _verify_step(
             "node_missing",
             {"message": f"node {step.node!r} is not registered in this installation"},
         )
-    recorded_hash = run.graph.node_hashes.get(step.node, "")
+    # The code the step ran with: its own record (after a move to another version, older steps ran other code),
+    # else its run's graph version's.
+    recorded_hash = step.code_hash or run.graph.node_hashes.get(step.node, "")
     code = {}
-    if recorded_hash and spec.source_hash != recorded_hash:
+    if recorded_hash and not spec.source_hash.startswith(recorded_hash):
         code = {
             "recorded_source_hash": recorded_hash,
             "current_source_hash": spec.source_hash,

@@ -201,6 +201,9 @@ class Step(models.Model):
     started_at = models.DateTimeField()
     duration_ms = models.FloatField(default=0)
     error = models.TextField(blank=True)
+    # The start of the SHA-256 of the node's source that executed this step (runs.engine.stores.CODE_HASH_CHARS):
+    # after a deploy or a move to another version, verify compares each step with the code it ran with.
+    code_hash = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_run_index_unique")]
@@ -330,6 +333,8 @@ class WorkerStatus(models.Model):
     in_flight = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
+    # The graph versions whose code it runs, as "name vN" (of those with runs in flight, and the latest).
+    serves = ReadableJSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["owner"]

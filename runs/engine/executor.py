@@ -47,8 +47,9 @@ from runs.engine.invoke import call_node
 from runs.engine.plugins import Policy
 from runs.engine.redaction import redact_text
 from runs.engine.secrets import SecretInState, SecretMissing, refuse_secrets
-from runs.engine.stores import Checkpointer, RunSnapshot, StepRecord, StepWarning
+from runs.engine.stores import CODE_HASH_CHARS, Checkpointer, RunSnapshot, StepRecord, StepWarning
 from runs.engine.validation import route
+from runs.engine.versions import code_mismatch
 
 # Failures that a retry cannot fix: they come from the code, not the world.
 NON_RETRYABLE = (
@@ -78,6 +79,7 @@ class Outcome(enum.Enum):
     YIELDED = "yielded"
     LEASE_LOST = "lease_lost"
     NOT_RUNNABLE = "not_runnable"
+    NOT_SERVED = "not_served"  # its graph version's code is not the code loaded here
 
 
 @dataclass
@@ -127,6 +129,15 @@ class Executor:
         snap = self.cp.load(run_id)
         if snap.status in sm.TERMINAL or snap.status == sm.WAITING:
             return Outcome.NOT_RUNNABLE
+        differ = code_mismatch(snap, self.registry)
+        if differ:
+            nodes = ", ".join(differ)
+            reason = (
+                f"waiting for a worker with {snap.graph_name} v{snap.graph_version}: this worker's code of {nodes} "
+                "is another version (run such a worker, or move the run to the new version)"
+            )
+            self.cp.release_unserved(run_id, reason=reason)
+            return Outcome.NOT_SERVED
         scope = obs.run_scope(run_id=run_id, trace_id=snap.trace_id, graph=snap.graph_name, version=snap.graph_version)
         with scope as span:
             outcome = self._drive(run_id, snap, budget)
@@ -233,6 +244,7 @@ class Executor:
                 started_at=attempt.started_at,
                 duration_ms=attempt.duration_ms,
                 error=message,
+                code_hash=self._code_hash(snap.node),
             )
             self.cp.commit_step(run_id, failed, next_node=None, final_status=sm.FAILED, error=message)
             self._notify(run_id, failed)
@@ -279,8 +291,13 @@ class Executor:
             duration_ms=attempt.duration_ms,
             state_size=size,
             fanout=fanout,
+            code_hash=self._code_hash(node),
         )
         return record, (None if target == END else target)
+
+    def _code_hash(self, node: str) -> str:
+        spec = self.registry.get(node)
+        return spec.source_hash[:CODE_HASH_CHARS] if spec is not None else ""
 
     def _warn_nondeterminism(self, run_id: int, snap: RunSnapshot, attempt: Attempt) -> None:
         """Warn mode: one event per call site the detector found (in strict mode the step's error says it)."""

@@ -144,6 +144,8 @@ class GraphSpec:
     joins: dict[str, dict[str, Any]] = field(default_factory=dict)
     concurrency: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None
+    # Older versions of this graph whose runs this code may execute (runs.engine.versions).
+    compatible_with: list[int] = field(default_factory=list)
 
     def definition(self, registry: NodeRegistry = NODES) -> dict[str, Any]:
         nodes = []
@@ -173,6 +175,8 @@ class GraphSpec:
             definition["concurrency"] = dict(self.concurrency)
         if self.budget is not None:
             definition["budget"] = dict(self.budget)
+        if self.compatible_with:
+            definition["compatible_with"] = sorted(self.compatible_with)
         return definition
 
 
@@ -207,6 +211,7 @@ def graph(
     joins: dict[str, dict[str, Any]] | None = None,
     concurrency: dict[str, Any] | None = None,
     budget: dict[str, Any] | None = None,
+    compatible_with: list[int] | None = None,
     register: bool = True,
 ) -> GraphSpec:
     """Declare a graph from ``(source, target[, label])`` edges; ``END`` ends a run.
@@ -221,7 +226,9 @@ def graph(
     ``concurrency`` limits runs per key computed from the input (runs.engine.concurrency):
     ``{"key": "input.service", "limit": 1, "rate": {"starts": 10, "per_seconds": 60}}``.
     ``budget`` caps each run's model calls (runs.llm): ``{"tokens": 200000, "cost_usd": 1.5}``; a start
-    request or a schedule may give its own.
+    request or a schedule may give its own. ``compatible_with`` lists older versions of this graph whose runs
+    in flight may run on this code (its nodes changed in ways those runs survive); otherwise a run waits for a
+    worker with its own version's code (runs.engine.versions).
     """
     edge_objs = [Edge(e[0], e[1], e[2] if len(e) > 2 else None) for e in edges]  # type: ignore[misc]
     if nodes is None:
@@ -244,6 +251,7 @@ def graph(
         joins=dict(joins or {}),
         concurrency=dict(concurrency) if concurrency is not None else None,
         budget=dict(budget) if budget is not None else None,
+        compatible_with=sorted(set(compatible_with or [])),
     )
     if register:
         GRAPHS.register(spec)

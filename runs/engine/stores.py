@@ -15,6 +15,7 @@ from runs.engine.composition import FanOut
 ACTIVITY_COMPLETED = "completed"
 ACTIVITY_FAILED = "failed"
 ACTIVITY_PENDING = "pending"
+CODE_HASH_CHARS = 16  # of a node's source hash, kept with each step: enough to tell two versions apart
 
 
 @dataclass
@@ -77,6 +78,8 @@ class StepRecord:
     state_size: int = 0
     # The branches this step fans out to, started in the same transaction as the step.
     fanout: FanOut | None = None
+    # The first 16 hex digits of the SHA-256 of the node's source that executed the step (CODE_HASH_CHARS).
+    code_hash: str = ""
 
 
 @dataclass
@@ -123,6 +126,9 @@ class RunStore(Protocol):
         were all answered meanwhile (then False: execute the step again)."""
 
     def abort_requested(self, run_id: int) -> bool: ...
+
+    def release_unserved(self, run_id: int, *, reason: str) -> None:
+        """Give back a run this code may not execute (runs.engine.versions), saying what it waits for."""
 
     def add_warnings(self, run_id: int, *, step: int, warnings: list[StepWarning]) -> None:
         """Store warnings about an execution of step ``step`` (one run event each); the step is unaffected."""

@@ -97,6 +97,8 @@ DEFINITION_SCHEMA: dict[str, Any] = {
         "concurrency": {"type": "object"},
         # Absent means no budget for the runs' model calls (runs.llm.usage).
         "budget": BUDGET_SCHEMA,
+        # Older versions whose runs may run on this version's code (runs.engine.versions).
+        "compatible_with": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 1000},
     },
 }
 

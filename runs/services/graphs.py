@@ -79,7 +79,8 @@ def _store(
     """Store ``definition`` as a new version unless the latest version of its origin has the same hash.
 
     The hash covers the definition and every node's source, so a code change
-    makes a new version; runs keep the version they started on. A code graph is
+    makes a new version; runs keep the version they started on. Code that matches an
+    older version of its graph (a previous release's worker) gets that version back. A code graph is
     compared with its latest code version only, so a version that came from
     elsewhere (an import) does not make every later sync store the code again.
     """
@@ -90,6 +91,12 @@ def _store(
         same_origin = latest if latest is None or latest.origin == origin else _latest(name, origin)
         if same_origin is not None and same_origin.definition_hash == digest:
             return same_origin, False
+        if code:
+            # An older release's worker starting during a rolling deploy finds its own version again instead of
+            # storing its code as a newer one (old and new would leapfrog each other's numbers).
+            known = Graph.objects.filter(name=name, origin=origin, definition_hash=digest).order_by("-version").first()
+            if known is not None:
+                return known, False
         try:
             with transaction.atomic():
                 graph = Graph.objects.create(

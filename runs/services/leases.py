@@ -41,11 +41,26 @@ def _free(now: dt.datetime) -> Q:
 
 def runnable(now: dt.datetime | None = None) -> QuerySet[Run]:
     now = now or timezone.now()
-    return Run.objects.filter(
+    qs = Run.objects.filter(
         Q(status__in=[sm.PENDING, sm.RUNNING], held=False)
         & _free(now)
         & (Q(not_before__isnull=True) | Q(not_before__lte=now))
     )
+    return qs.exclude(graph_id__in=_unserved) if _unserved else qs
+
+
+# Graph versions whose code this process found it does not have (runs.engine.versions): its claims skip
+# their runs, so a worker of another version neither takes nor loops on them. Only grows: a process's code
+# does not change while it runs.
+_unserved: set[int] = set()
+
+
+def unserved_add(graph_id: int) -> None:
+    _unserved.add(graph_id)
+
+
+def unserved_ids() -> list[int]:
+    return sorted(_unserved)
 
 
 # run_claim on PostgreSQL: the runnable check, the previous holder and the claim in one statement (the row
@@ -56,6 +71,7 @@ WITH prev AS (
      WHERE id = %s AND status IN ('PENDING', 'RUNNING') AND NOT held
        AND (lease_expires_at IS NULL OR lease_expires_at < %s)
        AND (not_before IS NULL OR not_before <= %s)
+       AND NOT (graph_id = ANY(%s::bigint[]))
        FOR UPDATE
 )
 UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
@@ -76,7 +92,7 @@ def run_claim(*, run_id: int, owner: str, lease_seconds: float | None = None) ->
     expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute(_CLAIM_ONE_SQL, [run_id, now, now, owner, expires, owner, owner])
+            cur.execute(_CLAIM_ONE_SQL, [run_id, now, now, unserved_ids(), owner, expires, owner, owner])
             row = cur.fetchone()
         if row is None:
             return False
@@ -252,6 +268,7 @@ def _claim_next_in_slots(*, owner: str, lease_seconds: float | None, caps: dict[
     slot = slot_expression()
     heads = list(
         Run.objects.filter(gated(caps), held=False)
+        .exclude(graph_id__in=unserved_ids())
         .annotate(slot=slot, rank=Window(RowNumber(), partition_by=[slot], order_by=[F("queued_at"), F("id")]))
         .filter(rank=1)
         .order_by("queued_at", "id")
@@ -387,6 +404,7 @@ UPDATE runs_run r SET lease_owner = %s, lease_expires_at = %s,
          WHERE status IN ('PENDING', 'RUNNING') AND NOT held
            AND (lease_expires_at IS NULL OR lease_expires_at < %s)
            AND (not_before IS NULL OR not_before <= %s)
+           AND NOT (graph_id = ANY(%s::bigint[]))
            AND (status <> 'PENDING' OR concurrency_key = ''){capped}
          ORDER BY queued_at, id
          LIMIT 1
@@ -408,7 +426,7 @@ def _claim_next_free(*, owner: str, lease_seconds: float | None, caps: dict[str,
         expires = now + dt.timedelta(seconds=lease_seconds or settings.CMO_LEASE_SECONDS)
         with connection.cursor() as cur:
             sql = _CLAIM_NEXT_CAPPED_SQL if caps else _CLAIM_NEXT_SQL
-            cur.execute(sql, [owner, expires, owner, now, now, owner])
+            cur.execute(sql, [owner, expires, owner, now, now, unserved_ids(), owner])
             row = cur.fetchone()
         if row is None:
             return None
@@ -467,9 +485,14 @@ def aborts_requested(*, run_ids: list[int]) -> set[int]:
     return set(Run.objects.filter(pk__in=run_ids, abort_requested=True).values_list("pk", flat=True))
 
 
-def worker_heartbeat(*, owner: str, concurrency: int, in_flight: int, started_at: dt.datetime) -> None:
-    """Every second: one UPDATE of the worker's row (created by the first beat, or again after a prune)."""
-    fields = {"concurrency": concurrency, "in_flight": in_flight, "started_at": started_at}
+def worker_heartbeat(
+    *, owner: str, concurrency: int, in_flight: int, started_at: dt.datetime, serves: list[str] | None = None
+) -> None:
+    """Every second: one UPDATE of the worker's row (created by the first beat, or again after a prune);
+    ``serves`` (the versions its code runs, runs.services.versions) when it was computed again."""
+    fields: dict[str, Any] = {"concurrency": concurrency, "in_flight": in_flight, "started_at": started_at}
+    if serves is not None:
+        fields["serves"] = serves
     # The database's clock, which leases_release_dead compares with: machines' clocks may disagree by seconds.
     if not WorkerStatus.objects.filter(owner=owner).update(**fields, last_seen_at=Now()):
         WorkerStatus.objects.update_or_create(owner=owner, defaults={**fields, "last_seen_at": timezone.now()})

@@ -75,8 +75,8 @@ WITH held AS (
  RETURNING id
 )
 INSERT INTO runs_step (run_id, index, node, attempt, state, state_delta, state_size, state_hash, input_hash,
-                       output, output_hash, edge, started_at, duration_ms, error)
-SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s FROM held
+                       output, output_hash, edge, started_at, duration_ms, error, code_hash)
+SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s FROM held
 """
 
 
@@ -84,7 +84,8 @@ SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s,
 _START_SQL = """
 WITH moved AS (
     UPDATE runs_run
-       SET status = 'RUNNING', updated_at = %s, started_at = COALESCE(started_at, %s), last_worker = %s
+       SET status = 'RUNNING', updated_at = %s, started_at = COALESCE(started_at, %s), last_worker = %s,
+           wait_reason = ''
      WHERE id = %s AND lease_owner = %s AND status = 'PENDING'
  RETURNING id, step_index
 )
@@ -104,8 +105,8 @@ WITH held AS (
  RETURNING id
 ), step AS (
     INSERT INTO runs_step (run_id, index, node, attempt, state, state_delta, state_size, state_hash, input_hash,
-                           output, output_hash, edge, started_at, duration_ms, error)
-    SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s FROM held
+                           output, output_hash, edge, started_at, duration_ms, error, code_hash)
+    SELECT held.id, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s FROM held
     RETURNING run_id
 )
 INSERT INTO runs_runevent (run_id, kind, from_status, to_status, step, message, detail, actor, created_at)
@@ -266,12 +267,12 @@ class DjangoCheckpointer:
                 expect_owner=self.owner,
                 message="started",
                 detail={"worker": self.owner},
-                extra={"last_worker": self.owner},
+                extra={"last_worker": self.owner, "wait_reason": ""},
             )
         elif run.last_worker != self.owner:
             # A worker taking over (after a crash, a shutdown or a slice elsewhere); a slice
             # continued by the same worker is not news.
-            Run.objects.filter(pk=run_id).update(last_worker=self.owner)
+            Run.objects.filter(pk=run_id).update(last_worker=self.owner, wait_reason="")
             run_event_add(
                 run_id=run_id,
                 kind="resumed",
@@ -374,6 +375,7 @@ class DjangoCheckpointer:
                     started_at=step.started_at,
                     duration_ms=step.duration_ms,
                     error=step.error,
+                    code_hash=step.code_hash,
                 )
                 held = Run.objects.filter(pk=run_id, lease_owner=self.owner, status=sm.RUNNING).update(**fields)
                 if held != 1:
@@ -449,6 +451,7 @@ class DjangoCheckpointer:
                     step.started_at,
                     step.duration_ms,
                     step.error,
+                    step.code_hash,
                 ],
                 prepare=True,
             )
@@ -472,7 +475,7 @@ class DjangoCheckpointer:
                     _json_param(step.state), fields["error"], run_id, self.owner,
                     step.index, step.node, step.attempt, _json_param(full), _json_param(delta), step.state_size,
                     step.state_hash, step.input_hash, _json_param(step.output), step.output_hash, step.edge,
-                    step.started_at, step.duration_ms, step.error,
+                    step.started_at, step.duration_ms, step.error, step.code_hash,
                     status, step.index, message, fields["updated_at"],
                 ],
                 prepare=True,
@@ -551,6 +554,29 @@ class DjangoCheckpointer:
                 extra={"wait_reason": reason, "lease_owner": "", "lease_expires_at": None},
             )
         return True
+
+    @_resilient
+    def release_unserved(self, run_id: int, *, reason: str) -> None:
+        """Give the run back unexecuted, its wait said on it (once as an event), and have this process's
+        claims skip its graph version from now on (runs.services.leases.unserved_add)."""
+        from runs.services.leases import unserved_add
+
+        row = Run.objects.filter(pk=run_id).values("graph_id", "wait_reason", "step_index").first()
+        if row is None:
+            return
+        unserved_add(row["graph_id"])
+        with transaction.atomic():
+            released = Run.objects.filter(pk=run_id, lease_owner=self.owner).update(
+                lease_owner="", lease_expires_at=None, wait_reason=reason[:2000], updated_at=timezone.now()
+            )
+            if released and row["wait_reason"] != reason:
+                run_event_add(
+                    run_id=run_id,
+                    kind="version_wait",
+                    step=row["step_index"],
+                    message=reason,
+                    detail={"worker": self.owner},
+                )
 
     @_resilient
     def abort_requested(self, run_id: int) -> bool:

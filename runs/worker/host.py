@@ -22,7 +22,7 @@ from django.utils import timezone
 from runs.engine import observability as obs
 from runs.engine.executor import Executor, Outcome
 from runs.engine.plugins import PLUGINS
-from runs.services import leases
+from runs.services import leases, versions
 from runs.services.run_store import DjangoCheckpointer, release_connection
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ HEARTBEAT_SECONDS = 1.0  # a missing heartbeat is how a dead worker is noticed (
 def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
+
+# How often a worker works out which graph versions its code serves (for its heartbeat, the dashboard).
+SERVES_EVERY_SECONDS = 10.0
 
 class WorkerHost:
     def __init__(
@@ -57,6 +60,7 @@ class WorkerHost:
         self._threads: list[threading.Thread] = []
         self.executed = 0
         self.started_at = timezone.now()
+        self._serves_at = float("-inf")  # when the served versions were last worked out
         # The policy an app registered (approvals: the Rego policies), compiled once per host; none is an error.
         self._policy = PLUGINS.policy()
 
@@ -206,8 +210,16 @@ class WorkerHost:
 
     def _heartbeat(self, in_flight: int) -> None:
         try:
+            serves = None
+            if time.monotonic() - self._serves_at > SERVES_EVERY_SECONDS:
+                serves = versions.served_versions(graph_ids=versions.versions_in_use())
+                self._serves_at = time.monotonic()
             leases.worker_heartbeat(
-                owner=self.owner, concurrency=self.concurrency, in_flight=in_flight, started_at=self.started_at
+                owner=self.owner,
+                concurrency=self.concurrency,
+                in_flight=in_flight,
+                started_at=self.started_at,
+                serves=serves,
             )
         except (OperationalError, InterfaceError) as exc:  # a missed heartbeat only dims a dashboard figure
             log.warning("worker heartbeat failed: %s", " ".join(str(exc).split()))

@@ -26,6 +26,7 @@ OPERATE = {
     ("post", "/api/graphs"),
     ("post", "/api/runs"),
     ("post", "/api/runs/{trace_id}/abort"),
+    ("post", "/api/runs/{trace_id}/move"),
     ("post", "/api/runs/{trace_id}/signals/{name}"),
     ("post", "/api/runs/{trace_id}/fork"),
     ("post", "/api/runs/import"),

@@ -213,7 +213,26 @@ def test_a_terminal_run_is_not_runnable() -> None:
     assert run.status == "COMPLETED"
 
 
-def test_a_node_missing_from_the_worker_fails_the_run(fresh_registry: None) -> None:
+def test_a_run_whose_node_is_missing_from_the_worker_waits_for_a_worker_that_has_it(fresh_registry: None) -> None:
+    from runs.engine.graph import NODES
+    from runs.services import leases
+
+    @node("e_tmp_gone")
+    def e_tmp_gone(state: dict[str, Any], ctx: Any) -> Any:
+        return ctx.result(state)
+
+    graph("e-tmp-gone", entry="e_tmp_gone", edges=[("e_tmp_gone", END)])
+    run = run_start(graph_name="e-tmp-gone", data={})
+    NODES.unregister("e_tmp_gone")
+    try:
+        assert execute(run) == Outcome.NOT_SERVED  # a rolling deploy's new worker may lack a removed node
+    finally:
+        leases._unserved.discard(run.graph_id)
+    run.refresh_from_db()
+    assert run.status == "PENDING" and "waiting for a worker with e-tmp-gone v1" in run.wait_reason
+
+
+def test_a_node_missing_from_a_graph_without_its_hash_fails_the_run(fresh_registry: None) -> None:
     from runs.engine.graph import NODES
 
     @node("e_tmp_gone")
@@ -223,6 +242,8 @@ def test_a_node_missing_from_the_worker_fails_the_run(fresh_registry: None) -> N
     graph("e-tmp-gone", entry="e_tmp_gone", edges=[("e_tmp_gone", END)])
     run = run_start(graph_name="e-tmp-gone", data={})
     NODES.unregister("e_tmp_gone")
+    run.graph.node_hashes = {}  # a JSON graph stored before the node was registered anywhere
+    run.graph.save(update_fields=["node_hashes"])
     assert execute(run) == Outcome.FAILED
     run.refresh_from_db()
     assert run.status == "FAILED"

@@ -32,6 +32,7 @@ install-dev: $(VENV)/.dev-installed
 
 ## make run: install, migrate, create the demo and admin login, serve web + worker on http://$(HOST):$(PORT)
 run: install
+	$(PY) manage.py cmo_serve --check-port --host $(HOST) --port $(PORT)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py cmo_demo
 	$(PY) manage.py cmo_demo_schedules

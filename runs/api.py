@@ -33,6 +33,7 @@ from runs.models import Activity, Graph, Run, Specialist
 from runs.services.graphs import graph_create_from_json, graph_resolve
 from runs.services.runs import run_abort, run_start
 from runs.services.signals import signal_send
+from runs.services.versions import run_move_version
 from runs.specialists.registry import (
     RegistryCaller,
     specialist_heartbeat,
@@ -278,6 +279,18 @@ class RunListQuery(Schema):
     kind: RunKind | None = Field(
         None, description="only runs of this kind (default: runs and child runs; branches with kind or spawned_by)"
     )
+    field: list[str] = Field(
+        default_factory=list,
+        description=(
+            "a field search, repeatable (all must match): PATH=VALUE (equal) or PATH~VALUE (contains, any case), "
+            "PATH a key path into the run's input or stored state (its final state once it ended), keys of letters, "
+            "digits, _ and - joined by dots, at most 8 deep (input. or state. first: only that one; digits: an "
+            "array index). VALUE is compared as text and, when it is a JSON number, true, false or null, as that "
+            'value too (attempts=3 finds 3 and "3"). A bad path is a 422 invalid_search. Not indexed: add a '
+            "graph, status or time filter on a large database"
+        ),
+    )
+    error: str | None = Field(None, description="only runs whose error contains this text (any case)")
     sort: Literal["-created", "created", "-cost"] = Field("-created", description="-cost: the costliest first")
     cursor: Annotated[str, Field(pattern=r"^-?[0-9]{1,20}~[0-9]{1,20}$")] | None = Field(
         None, description="next_cursor of the previous page"
@@ -382,6 +395,9 @@ def run_create(request: HttpRequest, body: RunStartIn) -> Status[dict[str, Any]]
 
 @router.get("/runs", response={200: RunListOut, **errors(403, 422)}, tags=["runs"], auth=requires(VIEW))
 def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]:
+    fields, error, problems = selectors.parse_run_search(query.field, query.error or "")
+    if problems:
+        raise ApiError(422, "invalid_search", "; ".join(problems), details={"problems": problems})
     filters = selectors.RunFilters(
         status=query.status or "",
         graph=query.graph or "",
@@ -391,6 +407,8 @@ def run_list(request: HttpRequest, query: Query[RunListQuery]) -> dict[str, Any]
         trace=query.trace or "",
         spawned_by=query.spawned_by or "",
         kind=query.kind or "",
+        fields=fields,
+        error=error,
     )
     if query.cursor and selectors.decode_cursor(query.cursor) is None:
         raise ApiError(
@@ -443,6 +461,25 @@ def run_abort_endpoint(request: HttpRequest, trace_id: TraceId) -> dict[str, Any
     principal = caller(request)
     run_abort(run=run_or_404(trace_id), actor=principal.username)
     return run_out(run_or_404(trace_id))
+
+
+class MoveIn(StrictIn):
+    version: Version = Field(description="the version of the run's graph to continue on, at the run's current step")
+
+
+@router.post(
+    "/runs/{trace_id}/move",
+    response={200: RunOut, **errors(400, 403, 404, 409, 413, 415, 422)},
+    tags=["runs"],
+    auth=requires(OPERATE),
+)
+def run_move(request: HttpRequest, trace_id: TraceId, body: MoveIn) -> dict[str, Any]:
+    """Move a run no worker holds to another version of its graph (after a deploy changed its nodes): the
+    current step and the later ones run on that version's code. A run event and an audit entry record it."""
+    principal = caller(request)
+    run = run_move_version(run=run_or_404(trace_id), version=body.version, user=principal.user,
+                           role=principal.primary_role)  # fmt: skip
+    return run_out(run)
 
 
 class SignalIn(StrictIn):

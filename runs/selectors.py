@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 import sys
 import sysconfig
@@ -12,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -19,7 +22,7 @@ from runs.diffing import rows as diff_rows
 from runs.engine import END
 from runs.engine import statemachine as sm
 from runs.engine.composition import Join
-from runs.engine.redaction import redact
+from runs.engine.redaction import is_secret_key, redact
 from runs.engine.stores import ActivityRecord
 from runs.llm.conversation import conversation_of, step_usage
 from runs.llm.providers import KIND as LLM_KIND
@@ -56,6 +59,153 @@ RUN_SORTS = {
 PAGE_SIZE = 50
 
 
+# --- the runs list's search by input/state field and by error text ------------------------------------
+
+SEARCH_DOCUMENTS = ("input", "state")
+SEARCH_PATH_MAX = 200  # characters of a key path
+SEARCH_DEPTH_MAX = 8  # key segments of a path (after an input. or state. prefix)
+SEARCH_VALUE_MAX = 200
+SEARCH_FIELDS_MAX = 8  # field conditions in one search
+SEARCH_ERROR_MAX = 200
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+
+
+class SearchError(ValueError):
+    """A field or error search the runs list cannot run; the message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class FieldSearch:
+    """One condition of a field search, ``PATH=VALUE`` (equal) or ``PATH~VALUE`` (contains).
+
+    ``document`` is ``input``, ``state`` or ``""`` (either: the input or the stored state matches);
+    ``path`` the key segments inside it (a segment of digits is an array index).
+    """
+
+    document: str
+    path: tuple[str, ...]
+    op: str  # "=" or "~"
+    value: str
+
+    def __str__(self) -> str:
+        return ".".join(((self.document,) if self.document else ()) + self.path) + self.op + self.value
+
+
+def parse_field_search(text: str) -> FieldSearch:
+    """``PATH=VALUE`` or ``PATH~VALUE`` as a condition, or SearchError with a message naming the fault.
+
+    The path is key segments (letters, digits, ``_`` and ``-``) joined by dots, at most
+    ``SEARCH_DEPTH_MAX`` deep; a first segment ``input`` or ``state`` searches only that document.
+    The first ``=`` or ``~`` ends the path (neither can be part of a key), so a value may hold both.
+    """
+    text = text.strip()
+    cut = min((i for i in (text.find("="), text.find("~")) if i >= 0), default=-1)
+    if cut < 0:
+        raise SearchError(f"{text[:60]!r} is not a field search: write PATH=VALUE or PATH~VALUE (service=search)")
+    raw_path, op, value = text[:cut].strip(), text[cut], text[cut + 1 :].strip()
+    shown = raw_path[:60]
+    if not raw_path:
+        raise SearchError(f"{text[:60]!r} names no key: write PATH=VALUE (incident.service=search)")
+    if len(raw_path) > SEARCH_PATH_MAX:
+        raise SearchError(f"the key path {shown!r}... is longer than {SEARCH_PATH_MAX} characters")
+    segments = raw_path.split(".")
+    document = segments[0] if segments[0] in SEARCH_DOCUMENTS else ""
+    path = tuple(segments[1:] if document else segments)
+    if not path:
+        raise SearchError(f"name a key inside the run's {document}: {document}.service=search")
+    if len(path) > SEARCH_DEPTH_MAX:
+        raise SearchError(f"the key path {shown!r} is {len(path)} keys deep: at most {SEARCH_DEPTH_MAX}")
+    for segment in path:
+        if not segment:
+            raise SearchError(f"the key path {shown!r} has an empty key (a dot too many): write incident.service")
+        if not _SEGMENT.fullmatch(segment):
+            raise SearchError(
+                f"the key path {shown!r} has a bad key {segment[:40]!r}: keys are letters, digits, _ and -, "
+                "joined by dots (incident.service)"
+            )
+        if _is_int(segment) and not _INDEX.fullmatch(segment):
+            raise SearchError(f"the key {segment!r} in {shown!r} reads as a number: an array index is 0, 1, 2...")
+        if is_secret_key(segment):
+            raise SearchError(f"the key {segment!r} names a secret (pages show it redacted): it cannot be searched")
+    if "\x00" in value:
+        raise SearchError(f"the value searched for in {shown!r} holds a NUL character, which no stored text can")
+    if len(value) > SEARCH_VALUE_MAX:
+        raise SearchError(f"the value searched for in {shown!r} is longer than {SEARCH_VALUE_MAX} characters")
+    if op == "~" and not value:
+        raise SearchError(f"{shown}~ needs some text to look for ({shown}~sea)")
+    return FieldSearch(document=document, path=path, op=op, value=value)
+
+
+def parse_run_search(fields: list[str], error: str = "") -> tuple[tuple[FieldSearch, ...], str, list[str]]:
+    """The field conditions and the error text of a search, and a message per part that is not valid
+    (empty field entries are skipped)."""
+    problems: list[str] = []
+    conditions: list[FieldSearch] = []
+    for text in fields:
+        if not text.strip():
+            continue
+        try:
+            conditions.append(parse_field_search(text))
+        except SearchError as exc:
+            problems.append(str(exc))
+    if len(conditions) > SEARCH_FIELDS_MAX:
+        problems.append(f"{len(conditions)} field conditions: at most {SEARCH_FIELDS_MAX}")
+        conditions = conditions[:SEARCH_FIELDS_MAX]
+    error = error.strip()
+    if "\x00" in error:
+        problems.append("the error text searched for holds a NUL character, which no stored text can")
+        error = ""
+    if len(error) > SEARCH_ERROR_MAX:
+        problems.append(f"the error text searched for is longer than {SEARCH_ERROR_MAX} characters")
+        error = ""
+    return tuple(conditions), error, problems
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def field_values(value: str) -> list[Any]:
+    """What ``PATH=VALUE`` compares with (the typing rule): always the string ``VALUE``; also the JSON value
+    when ``VALUE`` is a JSON number, ``true``, ``false`` or ``null`` (``attempts=3`` finds 3 and "3",
+    ``dry_run=true`` finds true and "true"; ``service=search`` finds "search")."""
+    values: list[Any] = [value]
+    if _JSON_SCALAR.fullmatch(value):
+        parsed = json.loads(value)
+        if not (isinstance(parsed, float) and not math.isfinite(parsed)) and not (
+            isinstance(parsed, int) and not isinstance(parsed, bool) and abs(parsed) >= 2**63
+        ):
+            values.append(parsed)
+    return values
+
+
+def _field_matches(qs: QuerySet[Run], n: int, condition: FieldSearch) -> tuple[QuerySet[Run], Q]:
+    """``qs`` with the JSON key transforms of condition ``n`` aliased, and the Q that matches it.
+
+    The path is built as KeyTransform expressions (Django quotes each key in the JSON path it compiles: JSON1's
+    ``$."a"."b"`` on SQLite, ``#> '{a,b}'`` on PostgreSQL), so no text of the search reaches the SQL.
+    """
+    match = Q()
+    for document in (condition.document,) if condition.document else SEARCH_DOCUMENTS:
+        expression: Any = document
+        for segment in condition.path:
+            expression = KeyTransform(segment, expression)
+        name = f"search_{n}_{document}"
+        qs = qs.alias(**{name: expression})
+        if condition.op == "~":
+            match |= Q(**{f"{name}__icontains": condition.value})
+        else:
+            for value in field_values(condition.value):
+                match |= Q(**{name: value})
+    return qs, match
+
+
 @dataclass(frozen=True)
 class RunFilters:
     status: str = ""
@@ -66,6 +216,8 @@ class RunFilters:
     trace: str = ""
     spawned_by: str = ""  # a trace id: only the runs it started (its children and branches)
     kind: str = ""  # run, child or branch; "" is runs and children (a run's branches are listed under it)
+    fields: tuple[FieldSearch, ...] = ()  # all must match (parse_field_search)
+    error: str = ""  # the run's error contains this, in any case
 
 
 @dataclass
@@ -77,6 +229,15 @@ class RunPage:
 
 
 def _filtered_runs(filters: RunFilters, *, with_status: bool = True) -> QuerySet[Run]:
+    """The runs ``filters`` select. Status, graph and time use the run indexes; the field and error searches
+    (``fields``, ``error``) are a filter on the rows those select and have no index of their own.
+
+    So a field or error search without a graph, status or time filter scans: the page walks the runs newest
+    first until it has a page of matches (all of them when few match), and the status counts read every
+    match. Measured on PostgreSQL with 20,000 runs (a loaded 2-core machine): the list query 8-20 ms when
+    matches are common, 50-120 ms when it reads every run; the counts 30-130 ms; the whole page 75-105 ms
+    (60 ms without a search), 30 ms with a day's ``since``. It grows with the runs a scan reads.
+    """
     qs = Run.objects.all()
     if with_status and filters.status:
         qs = qs.filter(status=filters.status)
@@ -96,6 +257,11 @@ def _filtered_runs(filters: RunFilters, *, with_status: bool = True) -> QuerySet
         qs = qs.filter(kind=filters.kind)
     elif not filters.spawned_by:
         qs = qs.exclude(kind="branch")
+    for n, condition in enumerate(filters.fields):
+        qs, match = _field_matches(qs, n, condition)
+        qs = qs.filter(match)
+    if filters.error:
+        qs = qs.filter(error__icontains=filters.error)
     return qs
 
 

@@ -24,6 +24,7 @@ from runs.engine.errors import CMOError
 from runs.engine.json_input import JSONInputError, parse_json
 from runs.llm.usage import usage_summary
 from runs.models import Graph, Run, Signal
+from runs.services import versions
 from runs.services.graphs import GraphNotRunnable
 from runs.services.runs import InvalidBudget, InvalidInput, input_errors, run_abort, run_start
 from runs.services.signals import signal_send
@@ -57,12 +58,15 @@ SHORT_ID_CHOICES = 20
 SIGNAL_NAME_MAX = Signal._meta.get_field("name").max_length or 100
 
 
-def _filters(request: HttpRequest) -> selectors.RunFilters:
+def _filters(request: HttpRequest) -> tuple[selectors.RunFilters, list[str]]:
+    """The runs list's filters from the query string, and a message per search part that is not valid (the
+    page shows them and leaves those parts out). ``field`` may repeat (``field=service=search``): all must match."""
     q = request.GET
     version = q.get("version", "")
     status = q.get("status", "")
     kind = q.get("kind", "")
-    return selectors.RunFilters(
+    fields, error, problems = selectors.parse_run_search(q.getlist("field"), q.get("error", ""))
+    filters = selectors.RunFilters(
         status=status if status in sm.STATUSES else "",
         graph=q.get("graph", "").strip(),
         version=int(version) if version.isdigit() else None,
@@ -71,7 +75,10 @@ def _filters(request: HttpRequest) -> selectors.RunFilters:
         trace=q.get("trace", "").strip(),
         spawned_by=q.get("spawned_by", "").strip().lower()[:32],
         kind=kind if kind in RUN_KINDS else "",
+        fields=fields,
+        error=error,
     )
+    return filters, problems
 
 
 @role_required(VIEW)
@@ -101,9 +108,22 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _field_boxes(request: HttpRequest) -> list[dict[str, str]]:
+    """The field conditions as typed (a bad one too, to correct it, with its fault), and an empty box for one more."""
+    boxes = []
+    for text in [t for t in request.GET.getlist("field") if t.strip()][: selectors.SEARCH_FIELDS_MAX]:
+        try:
+            selectors.parse_field_search(text)
+        except selectors.SearchError as exc:
+            boxes.append({"text": text, "problem": str(exc)})
+        else:
+            boxes.append({"text": text, "problem": ""})
+    return [*boxes, {"text": "", "problem": ""}]
+
+
 @role_required(VIEW)
 def run_list(request: HttpRequest) -> HttpResponse:
-    filters = _filters(request)
+    filters, search_problems = _filters(request)
     page = selectors.run_list(
         filters=filters, sort=request.GET.get("sort", "-created"), cursor=request.GET.get("c", "")
     )
@@ -115,6 +135,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
     params = request.GET.copy()
     params.pop("c", None)
     params.pop("partial", None)
+    others = params.copy()
+    others.pop("status", None)  # the status links keep every other filter and the search
     return render(
         request,
         template,
@@ -122,11 +144,14 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "counts": counts,
             "filters": filters,
+            "field_boxes": _field_boxes(request),
+            "search_problems": search_problems,
             "graphs": selectors.graph_choices(),
             "statuses": sm.STATUSES,
             "kinds": [(Run.KIND_RUN, "runs only"), (Run.KIND_CHILD, "child runs"), (Run.KIND_BRANCH, "branches")],
             "spawner_link": filters.spawned_by if TRACE_ID.fullmatch(filters.spawned_by) else "",
             "query": params.urlencode(),
+            "status_query": others.urlencode(),
             "paged": bool(request.GET.get("c")),
             "can_operate": can(request.user, OPERATE),
         },
@@ -270,8 +295,25 @@ def _run_page(
         "signal_error": signal_error,
         "signal_text": signal["example"] if signal_text is None and signal else signal_text,
         "has_llm": any(s["llm"] for s in steps),
+        "move_targets": versions.move_targets(run=run) if can(request.user, OPERATE) and run.wait_reason else [],
     }
     return render(request, "runs/run_detail.html", context)
+
+
+@require_POST
+@role_required(OPERATE)
+def run_move(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """Move the run to another version of its graph at its current step (runs.services.versions), then show it."""
+    run = get_object_or_404(Run.objects.select_related("graph"), trace_id=trace_id)
+    version = request.POST.get("version", "")
+    try:
+        number = int(version) if version.isdigit() else 0
+        moved = versions.run_move_version(run=run, version=number, user=request.user, role=primary_role(request.user))
+    except CMOError as exc:
+        messages.error(request, f"The run was not moved: {exc}")
+    else:
+        messages.success(request, f"Run {moved.trace_id} moved to v{moved.graph.version} at step {moved.step_index}.")
+    return redirect("runs:run_detail", trace_id=trace_id)
 
 
 @require_GET

@@ -188,7 +188,10 @@ def _verify_step(
         )
     # The code the step ran with: its own record (after a move to another version, older steps ran other code),
     # else its run's graph version's.
-    recorded_hash = step.code_hash or run.graph.node_hashes.get(step.node, "")
+    version_hash = run.graph.node_hashes.get(step.node, "")
+    recorded_hash = step.code_hash or version_hash
+    if version_hash.startswith(recorded_hash):
+        recorded_hash = version_hash  # the step ran its version's code: name it in full
     code = {}
     if recorded_hash and not spec.source_hash.startswith(recorded_hash):
         code = {

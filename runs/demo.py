@@ -1,5 +1,9 @@
 """The demo: an incident-healing graph and its in-process healer specialist.
 
+``triage`` asks a model for the incident's severity and category when a provider is configured and falls
+back to its rules otherwise (the decision is recorded, so a verify takes the run's path on any machine;
+see runs.demo_llm, which also holds the demo's graph that always asks a model).
+
 triage -> diagnose -> approve -(approved)-> heal -> verify -(retry)-> heal ... -(healed)-> report -> END
                              \\-(rejected)-> escalate -> report      \\-(give_up)-> escalate -> report
 The heal/verify loop is bounded by ``max_heal_attempts``.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runs.demo_llm import triage_decide
 from runs.engine import END, RetryPolicy, graph, node
 from runs.engine.specialists import specialist
 
@@ -32,15 +37,26 @@ INPUT_SCHEMA: dict[str, Any] = {
 }
 
 
-@node("triage", timeout=10)
+@node("triage", timeout=60)
 def triage(state: dict[str, Any], ctx: Any) -> Any:
     detected_at = ctx.activities.now()
-    severity = state.get("severity", "medium")
-    runbook = f"# Runbook for {state['service']}\n\nSymptom: {state['symptom']}\nSeverity: {severity}\n"
+    decided = triage_decide(state, ctx)  # a model's answer when one is configured, else the rules (runs.demo_llm)
+    severity, category = decided["severity"], decided["category"]
+    runbook = (
+        f"# Runbook for {state['service']}\n\nSymptom: {state['symptom']}\nSeverity: {severity}\n"
+        f"Category: {category}\nTriaged by: {decided['by']}\n"
+    )
     ctx.activities.write_artifact(f"{ctx.trace_id}/runbook.md", runbook)
     return ctx.result(
-        {**state, "severity": severity, "detected_at": detected_at.isoformat(), "heal_attempts": 0},
-        output={"severity": severity},
+        {
+            **state,
+            "severity": severity,
+            "category": category,
+            "triage": decided,
+            "detected_at": detected_at.isoformat(),
+            "heal_attempts": 0,
+        },
+        output={"severity": severity, "category": category, "triaged_by": decided["by"]},
     )
 
 
@@ -121,8 +137,10 @@ def report(state: dict[str, Any], ctx: Any) -> Any:
     outcome = "healed" if state.get("healthy") else "escalated"
     approval = state.get("approval", {})
     verdict = "approved" if approval.get("approved") else f"not approved ({approval.get('reason', '')})"
+    triaged = f"{state['severity']} {state.get('category', 'other')} (by {state.get('triage', {}).get('by', 'rules')})"
     text = (
-        f"Incident on {state['service']}: {state['symptom']}\nHypothesis: {state['hypothesis']}\n"
+        f"Incident on {state['service']}: {state['symptom']}\nTriage: {triaged}\n"
+        f"Hypothesis: {state['hypothesis']}\n"
         f"Heal plan: {verdict}\nHeal attempts: {state['heal_attempts']}\nOutcome: {outcome}\n"
     )
     ref = ctx.activities.write_artifact(f"{ctx.trace_id}/report.txt", text)
@@ -189,5 +207,6 @@ DEMO_INPUTS: list[dict[str, Any]] = [
 DEMO_SEEDS = [4, 24, 7, 11]
 
 
-# The demo's second graph (branches, a child run of this one, a durable timer), registered with this module.
+# The demo's second graph (branches, a child run of this one, a durable timer), registered with this module;
+# its third, incident-summary-llm, registers with runs.demo_llm (imported above).
 from runs import demo_research  # noqa: E402,F401

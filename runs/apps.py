@@ -17,11 +17,13 @@ class RunsConfig(AppConfig):
         from runs import activities
         from runs.scheduler import register_sweep_task, register_tick_task
         from runs.services import events, leases, spawn
+        from runs.specialists import routing
 
         activities.register()
         events.on_run_ended(spawn.run_ended)
         events.on_run_ended(leases.slot_freed)
         register_sweep_task("spawned_settled", spawn.sweep)
         register_tick_task("dead_workers", leases.leases_release_dead)
+        register_tick_task("a2a_failover", routing.routes_failover)
         for module in settings.CMO_GRAPH_MODULES:
             importlib.import_module(module)

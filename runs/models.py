@@ -442,3 +442,22 @@ class LlmUsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.graph_name} {self.provider}/{self.model}"
+
+
+class A2ARoute(models.Model):
+    """Where a ``send_a2a`` by capability stands (runs.specialists.routing): the specialist invoked now, the
+    ones that may be tried next (registered, enabled and allowed by the policies when the call was made), who
+    was skipped and why, and when the current one is given up on."""
+
+    activity = models.OneToOneField(Activity, on_delete=models.CASCADE, related_name="route")
+    capability = models.CharField(max_length=100)
+    specialist = models.CharField(max_length=100, help_text="the specialist invoked now")
+    candidates = ReadableJSONField(default=list, blank=True, help_text="the ones to try next, in order")
+    skipped = ReadableJSONField(default=list, blank=True, help_text='[{"specialist", "reason"}]')
+    tries = models.PositiveIntegerField(default=1)
+    max_tries = models.PositiveIntegerField(default=2)
+    timeout_seconds = models.FloatField(default=60.0)
+    deadline_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.capability} -> {self.specialist}"

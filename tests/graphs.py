@@ -197,6 +197,37 @@ def t_ask_specialist(state: dict[str, Any], ctx: Any) -> Any:
 graph("t-remote", entry="t_ask_specialist", edges=[("t_ask_specialist", END)])
 
 
+def _summarise(name: str) -> Any:
+    def handle(task: str, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        """Notes each call (who, which activity) in a shared file, may sleep or fail, then answers."""
+        if payload.get("log"):
+            with open(payload["log"], "a") as fh:
+                fh.write(f"{name} {meta.get('idempotency_key') or meta['trace_id']}\n")
+        if name in payload.get("fail", []):
+            raise RuntimeError(f"{name} cannot summarise today")
+        time.sleep(payload.get("sleep", {}).get(name, 0))
+        return {"summary": f"{name}: {payload.get('text', '')}"}
+
+    handle.__name__ = name.replace("-", "_")
+    return handle
+
+
+# Two specialists with one capability: send_a2a by capability picks the first and falls back to the second.
+for _name in ("t-sum-a", "t-sum-b"):
+    specialist(_name, capabilities=["summarise"])(_summarise(_name))
+
+
+@node("t_ask_capability")
+def t_ask_capability(state: dict[str, Any], ctx: Any) -> Any:
+    payload = {k: state[k] for k in ("text", "sleep", "log", "fail") if k in state}
+    answer = ctx.activities.send_a2a(task="summarise", payload=payload, capability="summarise",
+                                     timeout_seconds=state.get("timeout", 60), max_tries=state.get("tries", 2))
+    return ctx.result({**state, "answer": answer})  # fmt: skip
+
+
+graph("t-capability", entry="t_ask_capability", edges=[("t_ask_capability", END)])
+
+
 # -- specialists for the replies stream, retries and caps ----------------------------------------
 
 _gauge_lock = threading.Lock()

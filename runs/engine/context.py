@@ -219,6 +219,19 @@ class Activities:
             raise Suspend(reason)
         return self._replay(stored)
 
+    def refusal(self, kind: str, request: dict[str, Any]) -> str:
+        """Why the policies refuse ``kind`` with ``request``, or "" (none, or no policy): for an activity that
+        picks among several targets, each checked as if it were named (runs.specialists.routing)."""
+        if self._policy is None:
+            return ""
+        with activity_region():
+            stored, _, size = normalize(redact(request), what=f"{kind} request")
+            try:
+                self._policy(kind, {"request": stored, "size": _sent_size(request, size), "facts": {}}, self._ctx)
+            except PolicyDenied as exc:
+                return exc.message
+        return ""
+
     def _record_denial(self, kind: str, seq: int, request: Any, request_hash: str, denial: PolicyDenied) -> None:
         """Keep a policy's refusal as the activity's record, so a replay or a verify reproduces it."""
         record = ActivityRecord(

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 
 from runs.engine.errors import ActivityError
-from runs.models import Activity, Run, Specialist
+from runs.models import A2ARoute, Activity, Run, Specialist
 from runs.services.events import run_event_add
 from runs.services.signals import NoPendingActivity, activity_answer
 from runs.specialists.envelopes import invocation_request
@@ -90,6 +90,14 @@ def remote_publish(ctx: Any, name: str, task: str, payload: dict[str, Any], seq:
     return publish
 
 
+def _routed(activity: Activity, sender: str, result: Any) -> Any:
+    """A call by capability (runs.specialists.routing) records who answered and who was skipped with the result."""
+    route = A2ARoute.objects.filter(activity=activity).first()
+    if route is None:
+        return result
+    return {"specialist": sender, "result": result, "skipped": list(route.skipped)}
+
+
 def _pending_activity(meta: dict[str, Any]) -> Activity | None:
     step, seq = meta.get("step"), meta.get("seq")
     if step is None or seq is None:
@@ -111,7 +119,7 @@ def specialist_reply_record(*, envelope: dict[str, Any]) -> str:
     if activity is None:
         log.warning("no activity %s for a specialist reply; dropped", meta.get("idempotency_key"))
         return "unknown"
-    name = str(activity.request.get("specialist", meta["sender"]["name"]))
+    name = str(activity.request.get("specialist") or meta["sender"]["name"])
     actor = f"specialist:{name}"
     if envelope["status"] == "retry":
         outcome = _retry(activity, envelope, name)
@@ -123,8 +131,10 @@ def specialist_reply_record(*, envelope: dict[str, Any]) -> str:
         error, response = f"{envelope['error']['code']}: {envelope['error']['message']}", None
     else:
         error, response = "", envelope["result"]
+        response = _routed(activity, name, response)
     try:
         activity_answer(activity=activity, response=response, error=error, actor=actor)
+        A2ARoute.objects.filter(activity=activity).delete()
         outcome = "recorded"
     except NoPendingActivity:
         log.info("reply for %s was already recorded; duplicate dropped", meta.get("idempotency_key"))

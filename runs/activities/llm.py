@@ -123,9 +123,11 @@ def _build(
     except ActivityError:
         config = None  # recorded as the call's failure by the effect, with the configured names
     chosen = model or (config.default_model if config else "")
+    # The provider and model as the node gave them: the defaults this worker's settings fill in are part of the
+    # answer, so a verify or replay on a machine configured otherwise (or not at all) sees the same request.
     request: dict[str, Any] = {
-        "provider": name,
-        "model": chosen,
+        "provider": provider,
+        "model": model,
         "messages": _messages(messages),
         "tools": tools or [],
         "tool_choice": tool_choice,
@@ -167,7 +169,7 @@ def _build(
         )
         if refusal:
             raise ActivityError(KIND, f"refused before sending: {refusal}")
-        sent = {**request, "stream": stream}
+        sent = {**request, "model": chosen, "stream": stream}
         cap = None if max_tokens is not None else output_cap(spend_now, estimated=estimated, price=price)
         if cap is not None:
             if cap < 1:
@@ -193,6 +195,7 @@ def _build(
             )
         return {
             **answer,
+            "model": answer["model"] or chosen,
             "provider": name,
             "stream": stream,
             "cost_usd": cost or 0.0,

@@ -79,8 +79,8 @@ def conversation_of(activity: dict[str, Any]) -> dict[str, Any] | None:
         usage = raw_usage if isinstance(raw_usage, dict) else {}
     settings = {k: request.get(k) for k in ("temperature", "max_tokens", "tool_choice") if request.get(k) is not None}
     return {
-        "provider": str(request.get("provider", "")),
-        "model": str((response or {}).get("model") or request.get("model", "")),
+        "provider": str((response or {}).get("provider") or request.get("provider") or ""),
+        "model": str((response or {}).get("model") or request.get("model") or ""),
         "messages": messages,
         "tools": [_tool_name(t) for t in _list(request.get("tools"))],
         "settings": settings,

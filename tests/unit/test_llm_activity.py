@@ -336,3 +336,14 @@ def _resigned(bundle: dict[str, Any]) -> dict[str, Any]:
 
     body = {k: v for k, v in bundle.items() if k != "sha256"}
     return {**body, "sha256": json_hash(body)}
+
+
+def test_a_call_on_the_defaults_verifies_on_a_machine_configured_otherwise(llm: ModelServer) -> None:
+    with override_settings(CMO_LLM_DEFAULT_PROVIDER="an"):
+        run = _run(prompt="which provider")
+    assert run.status == "COMPLETED", run.error
+    (record,) = _llm_activities(run)
+    assert record.request["provider"] is None and record.request["model"] is None  # as the node gave them
+    assert record.response["provider"] == "an" and record.response["model"] == "m-small"
+    with override_settings(CMO_LLM_PROVIDERS={}, CMO_LLM_DEFAULT_PROVIDER=""):
+        assert run_verify(run=run).ok

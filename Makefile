@@ -23,7 +23,12 @@ static/vendor/dagre.min.js: package.json package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/@dagrejs/dagre/dist/dagre.min.js $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt static/vendor/dagre.min.js | $(VENV)/bin/python
+# axe-core (a devDependency, MPL-2.0: its licence goes next to it) checks every page in the e2e tests.
+static/vendor/axe.min.js: static/vendor/dagre.min.js
+	cp node_modules/axe-core/axe.min.js $@
+	cp node_modules/axe-core/LICENSE static/vendor/axe-core.LICENSE.txt
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt static/vendor/dagre.min.js static/vendor/axe.min.js | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.run-installed
 

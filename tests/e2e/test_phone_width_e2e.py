@@ -53,6 +53,19 @@ def _schedule(page: Any) -> str:
     return "/schedules/phone-daily/"
 
 
+def _hook(page: Any) -> str:
+    """A hook to look at (made once per server; it is never called, so it starts no runs)."""
+    page.goto("/hooks/phone-hook/")
+    if page.locator("#hook-url").count():
+        return "/hooks/phone-hook/"
+    page.goto("/hooks/new/")
+    page.get_by_label("Name").fill("phone-hook")
+    page.get_by_label("Graph").select_option("t-count")
+    page.get_by_role("button", name="Create hook").click()
+    playwright_sync.expect(page.locator("#hook-url")).to_be_visible()  # the page with the secret, once
+    return "/hooks/phone-hook/"
+
+
 def _fits(page: Any, name: str, viewport: str, problems: list[str]) -> None:
     width, scroll = page.evaluate("[window.innerWidth, document.documentElement.scrollWidth]")
     shot(page, f"{viewport}-{name}", folder="phone-width")
@@ -68,10 +81,9 @@ def _fits(page: Any, name: str, viewport: str, problems: list[str]) -> None:
             problems.append(f"{viewport} {name}: {label} is off screen ({box})")
 
 
-@pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_no_page_is_wider_than_the_screen(chromium_browser: Any, server: dict[str, Any], viewport: str) -> None:
-    page = signed_in_page(chromium_browser, server, "admin")
-    page.set_viewport_size(VIEWPORTS[viewport])
+def every_page(page: Any) -> dict[str, str]:
+    """Every dashboard page an admin sees, name -> path, found (or made) with ``page`` signed in as admin; the
+    signed-out and forbidden pages are in OTHER_ROLES. The accessibility test visits the same list."""
     # The demo runs settle (one waits for an approval, one fails) before their pages are looked at.
     playwright_sync.expect(page.locator("a[href^='/runs/']").first).to_be_visible()
     page.wait_for_timeout(1500)
@@ -90,6 +102,8 @@ def test_no_page_is_wider_than_the_screen(chromium_browser: Any, server: dict[st
         "run-failed": failed,
         "run-waiting": waiting,
         "run-fork": f"/runs/{trace_a}/fork/",
+        "run-verify": f"/runs/{trace_a}/verify/",
+        "run-abort": f"{waiting}abort/",
         "graphs": "/graphs/",
         "graph-detail": "/graphs/incident-healing/",
         "compare-empty": "/compare/",
@@ -103,10 +117,23 @@ def test_no_page_is_wider_than_the_screen(chromium_browser: Any, server: dict[st
         "schedule-detail": _schedule(page),
         "hooks": "/hooks/",
         "hook-new": "/hooks/new/",
+        "hook-detail": _hook(page),
         "not-found": "/runs/ffffffffffffffffffffffffffffffff/",
     }
     if approval_href:
         pages["approval-detail"] = approval_href
+    return pages
+
+
+# Pages seen as another role than admin (None: signed out): name -> (role, path).
+OTHER_ROLES: dict[str, tuple[str | None, str]] = {"forbidden": ("viewer", "/runs/new/"), "login": (None, "/login/")}
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_no_page_is_wider_than_the_screen(chromium_browser: Any, server: dict[str, Any], viewport: str) -> None:
+    page = signed_in_page(chromium_browser, server, "admin")
+    page.set_viewport_size(VIEWPORTS[viewport])
+    pages = every_page(page)
     problems: list[str] = []
     for name, path in pages.items():
         page.goto(path)
@@ -114,10 +141,10 @@ def test_no_page_is_wider_than_the_screen(chromium_browser: Any, server: dict[st
 
     viewer = signed_in_page(chromium_browser, server, "viewer")
     viewer.set_viewport_size(VIEWPORTS[viewport])
-    viewer.goto("/runs/new/")
+    viewer.goto(OTHER_ROLES["forbidden"][1])
     _fits(viewer, "forbidden", viewport, problems)
     anonymous = chromium_browser.new_page(viewport=VIEWPORTS[viewport])
-    anonymous.goto(server["url"] + "/login/")
+    anonymous.goto(server["url"] + OTHER_ROLES["login"][1])
     _fits(anonymous, "login", viewport, problems)
     anonymous.close()
     assert not problems, "\n".join(problems)

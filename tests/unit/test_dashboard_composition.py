@@ -273,7 +273,7 @@ def test_an_operator_sees_the_signal_form_with_its_schema_and_a_viewer_sees_none
     assert 'id="signal-form"' in html and f'action="/runs/{run.trace_id}/signal/"' in html
     assert '<input type="hidden" name="name" value="proceed">' in html
     assert "csrfmiddlewaretoken" in html
-    schema = re.search(r'<pre class="mono json" id="signal-schema">(.*?)</pre>', html, re.S)
+    schema = re.search(r'<pre class="mono json" id="signal-schema"[^>]*>(.*?)</pre>', html, re.S)
     assert schema is not None and "&quot;required&quot;: [\n    &quot;go&quot;" in schema[1]
     assert "&quot;go&quot;: false" in html  # the payload starts from the schema
     seen = _page(viewer, run)

@@ -87,7 +87,7 @@ def test_a_forks_first_own_step_has_the_state_it_was_forked_with_as_its_input(vi
     assert child.status == "COMPLETED", child.error
     first = fragment(viewer, child, 2)
     assert first == page_inspector(viewer, child, 2)
-    inputs = re.search(r'<pre class="mono json" id="step-input">(.*?)</pre>', first, re.S)
+    inputs = re.search(r'<pre class="mono json" id="step-input"[^>]*>(.*?)</pre>', first, re.S)
     assert inputs is not None and "&quot;edited&quot;: true" in inputs[1]
     assert fragment(viewer, child, 4) == page_inspector(viewer, child, 4)
     # the fork's steps up to its fork step are its parent's: the fork itself has none of them

@@ -78,6 +78,8 @@ a step in its render callback:
       var t = ev.target;
       /* form fields keep their keys (the scrubber moves itself and fires "input") */
       if (ev.altKey || ev.ctrlKey || ev.metaKey || (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable))) return;
+      /* a focused block that scrolls sideways (a wide state, a table at phone width) keeps its arrow keys */
+      if (t && t !== document.body && t.getAttribute && t.getAttribute("tabindex") === "0" && t.scrollWidth > t.clientWidth) return;
       if (ev.key === "ArrowRight") { go(current + 1); ev.preventDefault(); }
       else if (ev.key === "ArrowLeft") { go(current - 1); ev.preventDefault(); }
     });

@@ -179,6 +179,38 @@ def _retry(activity: Activity, envelope: dict[str, Any], name: str) -> str:
     return "retry"
 
 
+def invocations_republish() -> int:
+    """Publish again every invocation the database says is waiting for a remote specialist's answer: after Redis
+    lost its data (the transport's sentinel is gone), the requests, the held ones, the delayed retries and the
+    unread replies went with it, and the database is the truth. A specialist may see one twice; its answer is
+    recorded once. Returns how many were published."""
+    published = 0
+    pending = Activity.objects.filter(type="send_a2a", status="pending").select_related("run")
+    remote = dict(
+        Specialist.objects.filter(transport=Specialist.TRANSPORT_REDIS).values_list("name", "max_in_flight")
+    )
+    routes = dict(A2ARoute.objects.filter(activity__in=pending).values_list("activity_id", "specialist"))
+    for activity in pending.order_by("run__queued_at", "id"):
+        request = activity.request if isinstance(activity.request, dict) else {}
+        name = routes.get(activity.pk) or str(request.get("specialist") or "")
+        if name not in remote:
+            continue
+        envelope = invocation_request(
+            trace_id=activity.run.trace_id,
+            step=activity.step,
+            seq=activity.seq,
+            node=activity.run.node or "",
+            specialist=name,
+            task=str(request.get("task", "")),
+            payload=dict(request.get("payload") or {}),
+        )
+        transport().publish_capped(name, envelope, cap=remote[name])
+        published += 1
+    if published:
+        log.warning("Redis had lost its data: %s pending invocation(s) published again from the database", published)
+    return published
+
+
 def decision_notice_publish(*, run: Run, notice: dict[str, Any]) -> list[str]:
     """Tell the Redis specialists this run has called about an approval decision; returns their names.
 

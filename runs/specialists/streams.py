@@ -36,6 +36,9 @@ RESUME_RATIO = 0.8
 
 # Specialists answer on one stream that the engine's workers consume as a group.
 REPLIES = "cmo:replies"
+# A set whose absence says Redis lost its data; under cmo:spec: (workers may write there), a name no specialist
+# can have (names start with a letter or digit).
+SENTINEL = "cmo:spec:_alive"
 ENGINE_GROUP = "cmo-engine"
 # Re-invocations a RetryDirective asked for, due at their score (epoch ms).
 DELAYED = "cmo:a2a:delayed"
@@ -146,6 +149,11 @@ class StreamTransport:
         validate_envelope(kind, envelope)
         self.ensure_group(specialist)
         return str(self.redis.xadd(stream_key(specialist), {"kind": kind, "body": json.dumps(envelope)}))
+
+    def data_lost(self) -> bool:
+        """True once after Redis lost its data (a flush, a restart without persistence) or on first use: the
+        sentinel set (SENTINEL) is gone. One caller gets True and re-publishes from the database."""
+        return bool(self.redis.sadd(SENTINEL, "1"))
 
     def publish_capped(self, specialist: str, envelope: Any, *, cap: int | None) -> str:
         """Publish an invocation unless ``cap`` invocations await replies already; then hold it in order.
@@ -394,9 +402,10 @@ class StreamConsumer:
                 log.warning("Redis unavailable (%s); retrying in %.0f s", " ".join(str(exc).split()), delay)
                 stop.wait(delay)
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: Redis restarted empty; UNBLOCKED: the stream was deleted under a blocked read (a flush).
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
-                # Redis restarted empty: make the group again; what was published since is read from the start.
+                # Make the group again; what was published since is read from the start.
                 self.t._groups.discard((self.stream, self.group))
                 self.t.ensure_stream_group(self.stream, self.group)
         self.drain()

@@ -15,10 +15,11 @@ import time
 from django.db import close_old_connections
 
 from runs.services.run_store import release_connection
-from runs.specialists.a2a import specialist_reply_record
+from runs.specialists.a2a import invocations_republish, specialist_reply_record
 from runs.specialists.streams import ENGINE_GROUP, REPLIES, Delivery, StreamConsumer, StreamTransport
 
 log = logging.getLogger(__name__)
+LOSS_CHECK_SECONDS = 2.0  # how often a worker looks whether Redis lost its data (one SADD)
 
 
 class ReplyListener:
@@ -38,6 +39,7 @@ class ReplyListener:
             max_deliveries=max_deliveries,
         )
         self.recorded = 0
+        self._checked_at = float("-inf")
 
     def _handle(self, delivery: Delivery) -> None:
         if delivery.kind != "SpecialistResult":
@@ -51,6 +53,17 @@ class ReplyListener:
             close_old_connections()
 
     def publish_due(self) -> int:
+        """Before each poll: the re-invocations now due and, every LOSS_CHECK_SECONDS, whether Redis lost its
+        data, in which case the pending invocations are published again from the database (one worker does it:
+        the one whose check restores the sentinel)."""
+        if time.monotonic() - self._checked_at > LOSS_CHECK_SECONDS:
+            self._checked_at = time.monotonic()
+            if self.transport.data_lost():
+                try:
+                    invocations_republish()
+                finally:
+                    release_connection()
+                    close_old_connections()
         return self.transport.publish_due(now_ms=int(time.time() * 1000))
 
     def run(self, stop: threading.Event) -> None:

@@ -257,7 +257,7 @@ class DjangoCheckpointer:
     def start(self, run_id: int) -> None:
         if self._start_pending_one_statement(run_id):
             return
-        run = Run.objects.only("status", "lease_owner", "last_worker").get(pk=run_id)
+        run = Run.objects.only("status", "lease_owner", "last_worker", "wait_reason").get(pk=run_id)
         if run.lease_owner != self.owner:
             raise LeaseLost(f"run {run_id} is not leased to {self.owner}")
         if run.status == sm.PENDING:
@@ -279,6 +279,8 @@ class DjangoCheckpointer:
                 message=f"resumed by {self.owner}",
                 detail={"worker": self.owner, "previous_worker": run.last_worker},
             )
+        elif run.wait_reason:  # e.g. a version wait another worker noted while this one was between slices
+            Run.objects.filter(pk=run_id).update(wait_reason="")
 
     def _start_pending_one_statement(self, run_id: int) -> bool:
         """PENDING -> RUNNING with its "started" event in one statement (PostgreSQL, outside a transaction),

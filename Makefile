@@ -63,8 +63,9 @@ lint: install-dev
 test-sqlite: install-dev
 	env -u DATABASE_URL -u REDIS_URL CMO_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not integration" -q
 
+# The e2e tests serve their own embedded (SQLite) CMO whatever the test database: they run once, above.
 test-postgres: install-dev
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CMO_DB_POOL_SIZE=0 CMO_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -q
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CMO_DB_POOL_SIZE=0 CMO_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not e2e" -q
 
 bench: install-dev
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m tests.bench

@@ -47,6 +47,7 @@ from runs.specialists.streams import (
     inflight_key,
     stream_key,
 )
+from tests.conftest import service_missing
 from tests.integration.processes import ROOT, ManagedProcess, child_database_url, wait_for, worker
 
 pytestmark = [pytest.mark.integration]
@@ -159,7 +160,8 @@ def test_the_file_loads_as_a_redis_aclfile(acl: Acl, tmp_path: Path) -> None:
     """Redis refuses an ACL file with anything but user lines (even a comment): a Redis of its own loads this one."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed (the ACL file is loaded by a Redis of the test's own)")
+        service_missing("redis-server (the ACL file is loaded by a Redis of the test's own)")
+    assert server is not None
     aclfile = tmp_path / "users.acl"
     aclfile.write_text(acl.text)
     own_file = ["--aclfile", str(aclfile), "--dir", str(tmp_path)]
